@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Idempotent set-up: a virtualenv with torch==2.11.0 (libtorch for tch), numpy, pydicom and
+# pydicom-data, plus transformers/tokenizers/safetensors/scipy for fixture generators.
+# Cached per user, keyed by the torch version, so fresh clones and CI reuse it.
+set -euo pipefail
+TORCH_VERSION=2.11.0
+CACHE="${LDCTQ_CACHE:-$HOME/.cache/ldctq}"
+VENV="$CACHE/venv-torch-$TORCH_VERSION"
+STAMP="$VENV/.ldctq-setup-v1"
+PY="${PYTHON:-python3}"
+
+if [ -f "$STAMP" ]; then
+  echo "$VENV"
+  exit 0
+fi
+mkdir -p "$CACHE"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV" >&2
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip >&2
+"$VENV/bin/python" -m pip install -q "torch==$TORCH_VERSION" >&2
+"$VENV/bin/python" -m pip install -q numpy scipy pydicom pydicom-data safetensors tokenizers \
+  "transformers>=4.50" pillow tifffile >&2
+touch "$STAMP"
+echo "$VENV"
