@@ -1,0 +1,28 @@
+# ldctq: `make demo` runs the main job, `make test` the test suite. Both set up what they need:
+# a cached virtualenv with torch==2.11.0 (libtorch for tch) under ~/.cache/ldctq, linked as .venv.
+SHELL := /bin/bash
+export VIRTUAL_ENV := $(CURDIR)/.venv
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+export LIBTORCH_USE_PYTORCH := 1
+export LDCTQ_PYTHON := $(CURDIR)/.venv/bin/python
+CARGO ?= cargo
+LDCTQ := target/debug/ldctq
+
+.PHONY: setup build test demo fixtures clean-venv
+
+setup:
+	@venv=$$(bash scripts/setup.sh) && ln -sfn "$$venv" .venv
+
+build: setup
+	$(CARGO) build --workspace
+
+test: setup
+	$(CARGO) test --workspace
+
+demo: build
+	bash scripts/demo.sh
+
+# Regenerate the committed parity fixtures (needs transformers, installed by the set-up).
+fixtures: setup
+	.venv/bin/python tests/fixtures/siglip/gen_siglip_fixtures.py
+	.venv/bin/python tests/fixtures/metrics/gen_metrics_fixtures.py

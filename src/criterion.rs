@@ -1,0 +1,104 @@
+//! The differentiable quality criterion: the score as a perceptual loss or reward.
+//!
+//! Scores are per image, in [0, 4], higher is better. The gradient with respect to the images is a
+//! vector-Jacobian product: `grad = d(sum_i u_i * score_i) / d images` for an upstream vector `u`
+//! (ones by default), so a trainer can fold a loss weight and sign into `u`. Model parameters are
+//! frozen in criterion use: no weight gradients are computed.
+use crate::error::{Error, Result};
+use crate::model::QualityModel;
+use crate::preprocess::{InputSpace, Preprocess};
+use tch::{Kind, Tensor};
+
+/// What a criterion computes and expects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CriterionInfo {
+    pub name: String,
+    /// Always true for ldctq's quality score.
+    pub higher_is_better: bool,
+    /// (min, max) of the score.
+    pub score_range: (f64, f64),
+    /// Pixel values the criterion expects.
+    pub input: InputSpace,
+    /// Images are resized (differentiably) to this size.
+    pub image_size: i64,
+}
+
+/// How per-image losses are reduced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduction {
+    None,
+    Mean,
+    Sum,
+}
+
+/// A differentiable no-reference quality criterion.
+///
+/// Images are (N, H, W) or (N, 1, H, W), any size, float, on any device (moved to the model's).
+pub trait QualityCriterion {
+    fn info(&self) -> CriterionInfo;
+
+    /// Scores (N), f32. Differentiable with respect to `images` when they require grad, so the score
+    /// can enter a larger graph (e.g. a denoiser's loss); otherwise computed without a graph.
+    fn score(&self, images: &Tensor) -> Result<Tensor>;
+
+    /// Scores (N) and the vector-Jacobian product with `upstream` (N) (ones when `None`): a tensor of
+    /// the images' shape, dtype and device. `images` need not require grad.
+    fn score_and_grad(&self, images: &Tensor, upstream: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        let n = images.size().first().copied().unwrap_or(0);
+        let x = images.detach().set_requires_grad(true);
+        let scores = tch::with_grad(|| self.score(&x))?;
+        let u = match upstream {
+            None => scores.ones_like(),
+            Some(u) if u.size() == [n] || u.size() == [n, 1] => {
+                let u = u.to_device(scores.device()).to_kind(Kind::Float).reshape([n]);
+                let finite = tch::no_grad(|| u.isfinite().all().int64_value(&[]));
+                if finite == 0 {
+                    return Err(Error::InvalidInput(
+                        "upstream gradient contains NaN or infinite values".into(),
+                    ));
+                }
+                u
+            }
+            Some(u) => {
+                return Err(Error::InvalidInput(format!(
+                    "upstream must have {n} values, got shape {:?}",
+                    u.size()
+                )))
+            }
+        };
+        let total = (&scores * &u).sum(Kind::Float);
+        let grad = Tensor::f_run_backward(&[&total], &[&x], false, false)?.remove(0);
+        Ok((scores.detach(), grad))
+    }
+
+    /// A loss to minimise: `4 - score` (the distance to the best score), reduced.
+    fn loss(&self, images: &Tensor, reduction: Reduction) -> Result<Tensor> {
+        let per_image = self.score(images)?.neg() + self.info().score_range.1;
+        Ok(match reduction {
+            Reduction::None => per_image,
+            Reduction::Mean => per_image.mean(Kind::Float),
+            Reduction::Sum => per_image.sum(Kind::Float),
+        })
+    }
+}
+
+impl QualityCriterion for QualityModel {
+    fn info(&self) -> CriterionInfo {
+        let pre: Preprocess = self.config.preprocess();
+        CriterionInfo {
+            name: "ldctq-film".into(),
+            higher_is_better: true,
+            score_range: (0.0, 4.0),
+            input: pre.input,
+            image_size: pre.image_size,
+        }
+    }
+
+    fn score(&self, images: &Tensor) -> Result<Tensor> {
+        if images.requires_grad() {
+            self.score_images(images, false)
+        } else {
+            tch::no_grad(|| self.score_images(images, false))
+        }
+    }
+}

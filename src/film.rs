@@ -1,0 +1,54 @@
+//! Prompt-conditioned FiLM (paper, section III-C, eq. 2-3).
+//!
+//! A two-layer MLP `g` maps the L2-normalized prompt embedding z_t (d_t) to per-channel
+//! (gamma, beta) (d each); the patch tokens are modulated as H~ = H * (1 + s tanh(gamma)) + s beta.
+use crate::error::Result;
+use tch::{nn, Tensor};
+
+/// FiLM generator `g` (checkpoint prefix `film`): `fc1` d_t -> h_f, exact GELU, `fc2` h_f -> 2d.
+#[derive(Debug)]
+pub struct Film {
+    fc1: nn::Linear,
+    fc2: nn::Linear,
+}
+
+/// Widths of [`Film`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FilmConfig {
+    /// d_t: width of the text features.
+    pub text_dim: i64,
+    /// h_f: hidden width.
+    pub hidden: i64,
+    /// d: width of the vision tokens.
+    pub vision_dim: i64,
+}
+
+impl Film {
+    pub fn new(vs: nn::Path, cfg: &FilmConfig) -> Result<Self> {
+        Ok(Self {
+            fc1: nn::linear(&vs / "fc1", cfg.text_dim, cfg.hidden, Default::default()),
+            fc2: nn::linear(&vs / "fc2", cfg.hidden, 2 * cfg.vision_dim, Default::default()),
+        })
+    }
+
+    /// `z_t` (d_t) or (1, d_t) -> (gamma, beta), each (d).
+    pub fn params(&self, z_t: &Tensor) -> (Tensor, Tensor) {
+        let out = z_t.reshape([1, -1]).apply(&self.fc1).gelu("none").apply(&self.fc2).squeeze_dim(0); // (2d)
+        let d = out.size()[0] / 2;
+        (out.narrow(0, 0, d), out.narrow(0, d, d))
+    }
+}
+
+/// Eq. 3: H~ = H * (1 + s tanh(gamma)) + s beta, broadcast over batch and tokens.
+///
+/// # Shapes
+/// `tokens`: (B, P, d); `gamma`, `beta`: (d). With s = 0 the tokens are returned unchanged.
+pub fn modulate(tokens: &Tensor, gamma: &Tensor, beta: &Tensor, strength: f64) -> Tensor {
+    if strength == 0.0 {
+        return tokens.shallow_clone();
+    }
+    let kind = tokens.kind();
+    let scale = (gamma.tanh() * strength + 1.0).to_kind(kind);
+    let shift = (beta * strength).to_kind(kind);
+    tokens * scale + shift
+}

@@ -1,0 +1,382 @@
+//! The prompt-conditioned quality model (paper, section III) and its model folder.
+//!
+//! A model folder holds `ldctq.json` ([`QualityConfig`]), `head.safetensors` (FiLM generator and
+//! heads: `film.fc1`, `film.fc2`, `head_global.fc1`, ..., `fusion.fc2`) and optionally
+//! `vision.safetensors` (a fine-tuned vision tower with HF key names, overriding the backbone's).
+//! The backbone is a SigLIP checkpoint folder, HF cache folder or cached repo id.
+use crate::checkpoint::Checkpoint;
+use crate::error::{Error, Result};
+use crate::film::{modulate, Film, FilmConfig};
+use crate::heads::{pool, Heads, HeadsConfig, LocalMode};
+use crate::preprocess::{InputSpace, Preprocess};
+use crate::siglip::{l2_normalize, Placement, Pretrained, SiglipVisionModel};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::{nn, Kind, Tensor};
+
+/// The paper's clinical prompt (section IV-B), verbatim with its line breaks joined by spaces.
+pub const DEFAULT_PROMPT: &str =
+    "Rate this low-dose CT (MOS 0-4): 0 Nondiagnostic--desired features not shown; \
+1 Poor--diagnostic interpretation impossible; 2 Fair--limited interpretation; 3 Good--diagnostic; \
+4 Excellent--anatomy highly visible. Return only one number 0-4.";
+
+/// Version of the model-folder format written by this build.
+pub const FORMAT_VERSION: u32 = 1;
+
+fn default_prompt() -> String {
+    DEFAULT_PROMPT.into()
+}
+fn default_film_strength() -> f64 {
+    1.0
+}
+fn default_tau_out() -> f64 {
+    2.0
+}
+fn default_dropout() -> f64 {
+    0.1
+}
+fn default_window_center() -> f64 {
+    InputSpace::LDCTIQA_WINDOW.0
+}
+fn default_window_width() -> f64 {
+    InputSpace::LDCTIQA_WINDOW.1
+}
+
+/// Pixel values a model folder expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputKind {
+    /// [0, 1] images; `window_center`/`window_width` record the HU window they were made with.
+    Unit,
+    /// HU images, windowed with `window_center`/`window_width`.
+    Hu,
+}
+
+/// `ldctq.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityConfig {
+    pub format_version: u32,
+    /// SigLIP backbone: a folder (relative to the model folder, or absolute), HF cache folder or repo id.
+    pub backbone: String,
+    #[serde(default = "default_prompt")]
+    pub prompt: String,
+    /// FiLM strength s (0 disables the prompt).
+    #[serde(default = "default_film_strength")]
+    pub film_strength: f64,
+    /// Output temperature: score = 4 sigmoid(logit / tau_out).
+    #[serde(default = "default_tau_out")]
+    pub tau_out: f64,
+    #[serde(default)]
+    pub local_mode: LocalMode,
+    pub input: InputKind,
+    #[serde(default = "default_window_center")]
+    pub window_center: f64,
+    #[serde(default = "default_window_width")]
+    pub window_width: f64,
+    /// Model input size; images of any size are resized to it.
+    pub image_size: i64,
+    /// Dropout of the branch heads (training only).
+    #[serde(default = "default_dropout")]
+    pub dropout: f64,
+}
+
+impl QualityConfig {
+    /// A config for `backbone` with the paper's defaults and LDCTIQA2023-style [0, 1] input.
+    pub fn new(backbone: &str, image_size: i64) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            backbone: backbone.into(),
+            prompt: default_prompt(),
+            film_strength: 1.0,
+            tau_out: 2.0,
+            local_mode: LocalMode::Sequence,
+            input: InputKind::Unit,
+            window_center: default_window_center(),
+            window_width: default_window_width(),
+            image_size,
+            dropout: default_dropout(),
+        }
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let err = |msg: String| Error::Config { path: path.to_path_buf(), msg };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let cfg: Self = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+        cfg.validate().map_err(err)?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.format_version != FORMAT_VERSION {
+            return Err(format!(
+                "format_version {} (this build reads {FORMAT_VERSION})",
+                self.format_version
+            ));
+        }
+        if !(self.tau_out > 0.0 && self.tau_out.is_finite()) {
+            return Err(format!("tau_out must be positive, got {}", self.tau_out));
+        }
+        if !self.film_strength.is_finite() {
+            return Err(format!("film_strength must be finite, got {}", self.film_strength));
+        }
+        if !(self.window_width > 0.0 && self.window_center.is_finite()) {
+            return Err(format!(
+                "invalid window center {} / width {}",
+                self.window_center, self.window_width
+            ));
+        }
+        if self.image_size <= 0 {
+            return Err(format!("image_size must be positive, got {}", self.image_size));
+        }
+        Ok(())
+    }
+
+    /// The preprocessing this model expects.
+    pub fn preprocess(&self) -> Preprocess {
+        let input = match self.input {
+            InputKind::Unit => InputSpace::Unit,
+            InputKind::Hu => {
+                InputSpace::Hu { window_center: self.window_center, window_width: self.window_width }
+            }
+        };
+        Preprocess { input, image_size: self.image_size }
+    }
+}
+
+/// Hidden widths of a fresh model (`ldctq init`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Widths {
+    pub film_hidden: i64,
+    pub head_hidden: i64,
+    pub fusion_hidden: i64,
+}
+
+impl Default for Widths {
+    fn default() -> Self {
+        Self { film_hidden: 256, head_hidden: 256, fusion_hidden: 16 }
+    }
+}
+
+/// The prompt side: tokenizer and a text tower loaded on demand, z_t cached per prompt.
+struct PromptEncoder {
+    backbone: Pretrained,
+    cache: HashMap<String, Tensor>,
+}
+
+impl PromptEncoder {
+    /// L2-normalized text features of `prompt`, (d_t), f32 on CPU; the frozen text tower runs once
+    /// per distinct prompt and is dropped afterwards.
+    fn z_t(&mut self, prompt: &str) -> Result<Tensor> {
+        if let Some(z) = self.cache.get(prompt) {
+            return Ok(z.shallow_clone());
+        }
+        let ids = self.backbone.tokenizer()?.encode_batch(&[prompt])?;
+        let text = self.backbone.text(Placement::default())?;
+        let z = l2_normalize(&text.text_features(&ids)?).squeeze_dim(0);
+        self.cache.insert(prompt.to_string(), z.shallow_clone());
+        Ok(z)
+    }
+}
+
+/// The quality model: vision tower, FiLM from the prompt, pooling, heads, fusion, bounded score.
+pub struct QualityModel {
+    pub config: QualityConfig,
+    /// The vision tower's own store (trainable or frozen).
+    pub vision: SiglipVisionModel,
+    /// FiLM generator and heads (`film.*`, `head_*.*`, `fusion.*`).
+    pub heads_vs: nn::VarStore,
+    film: Film,
+    heads: Heads,
+    prompts: RefCell<PromptEncoder>,
+    /// (gamma, beta) of the current prompt while the heads are frozen.
+    film_cache: RefCell<Option<(Tensor, Tensor)>>,
+    placement: Placement,
+}
+
+impl std::fmt::Debug for QualityModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QualityModel")
+            .field("config", &self.config)
+            .field("placement", &self.placement)
+            .finish()
+    }
+}
+
+fn resolve_backbone(backbone: &str, dir: Option<&Path>) -> String {
+    match dir.map(|d| d.join(backbone)) {
+        Some(p) if Path::new(backbone).is_relative() && p.exists() => p.display().to_string(),
+        _ => backbone.to_string(),
+    }
+}
+
+impl QualityModel {
+    fn build(config: QualityConfig, backbone: Pretrained, widths: Widths, at: Placement) -> Result<Self> {
+        config.validate().map_err(Error::InvalidInput)?;
+        let mut vcfg = backbone.config.vision_config.clone();
+        vcfg.vision_use_head = false; // the MAP head is not used by the quality model
+        let vision = SiglipVisionModel::new(&vcfg, at)?;
+        let heads_vs = nn::VarStore::new(at.device);
+        let d = vcfg.hidden_size;
+        let film_cfg = FilmConfig {
+            text_dim: backbone.config.text_config.projection_size(),
+            hidden: widths.film_hidden,
+            vision_dim: d,
+        };
+        let film = Film::new(heads_vs.root() / "film", &film_cfg)?;
+        let heads_cfg = HeadsConfig {
+            dim: d,
+            hidden: widths.head_hidden,
+            fusion_hidden: widths.fusion_hidden,
+            dropout: config.dropout,
+        };
+        let heads = Heads::new(heads_vs.root(), &heads_cfg)?;
+        let prompts = RefCell::new(PromptEncoder { backbone, cache: HashMap::new() });
+        Ok(Self {
+            config,
+            vision,
+            heads_vs,
+            film,
+            heads,
+            prompts,
+            film_cache: RefCell::new(None),
+            placement: at,
+        })
+    }
+
+    /// A fresh, untrained model on `backbone` (heads randomly initialised from `seed`).
+    pub fn init(config: QualityConfig, widths: Widths, seed: i64, at: Placement) -> Result<Self> {
+        let backbone = Pretrained::open(&config.backbone)?;
+        tch::manual_seed(seed);
+        let mut model = Self::build(config, backbone, widths, at)?;
+        model.load_backbone_vision()?;
+        model.heads_vs.set_kind(at.kind);
+        model.freeze();
+        Ok(model)
+    }
+
+    /// Loads a model folder, checking every tensor against `ldctq.json` and the backbone.
+    pub fn load(dir: &Path, at: Placement) -> Result<Self> {
+        let config = QualityConfig::from_file(&dir.join("ldctq.json"))?;
+        let backbone = Pretrained::open(&resolve_backbone(&config.backbone, Some(dir)))?;
+        let heads_path = dir.join("head.safetensors");
+        if !heads_path.is_file() {
+            return Err(Error::NotFound(format!("{}: missing head.safetensors", dir.display())));
+        }
+        let head_ckpt = Checkpoint::open_file(&heads_path)?;
+        let widths = widths_of(&head_ckpt)?;
+        let mut model = Self::build(config, backbone, widths, at)?;
+        head_ckpt.load_into(&[&model.heads_vs], &[])?;
+        let vision_path = dir.join("vision.safetensors");
+        if vision_path.is_file() {
+            Checkpoint::open_file(&vision_path)?.load_into(&[&model.vision.vs], &["vision_model.head."])?;
+        } else {
+            model.load_backbone_vision()?;
+        }
+        model.heads_vs.set_kind(at.kind);
+        model.freeze();
+        Ok(model)
+    }
+
+    fn load_backbone_vision(&self) -> Result<()> {
+        let prompts = self.prompts.borrow();
+        prompts
+            .backbone
+            .checkpoint
+            .load_into(&[&self.vision.vs], &["text_model.", "logit_", "vision_model.head."])
+    }
+
+    /// Writes `ldctq.json` and `head.safetensors` (and `vision.safetensors` when `with_vision`) to `dir`.
+    pub fn save(&self, dir: &Path, with_vision: bool) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let json = serde_json::to_string_pretty(&self.config).expect("config serializes");
+        crate::fsutil::write_atomic(&dir.join("ldctq.json"), json.as_bytes())?;
+        crate::fsutil::save_store_atomic(&self.heads_vs, &dir.join("head.safetensors"))?;
+        if with_vision {
+            crate::fsutil::save_store_atomic(&self.vision.vs, &dir.join("vision.safetensors"))?;
+        }
+        Ok(())
+    }
+
+    /// Freezes every parameter (criterion use: no weight gradients).
+    pub fn freeze(&mut self) {
+        self.vision.vs.freeze();
+        self.heads_vs.freeze();
+    }
+
+    /// Device and dtype of the weights.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// Sets the prompt (the text tower runs once for a new prompt).
+    pub fn set_prompt(&mut self, prompt: &str) -> Result<()> {
+        let _z_t = self.prompts.borrow_mut().z_t(prompt)?;
+        self.config.prompt = prompt.to_string();
+        self.film_cache.replace(None);
+        Ok(())
+    }
+
+    /// Sets the FiLM strength s.
+    pub fn set_film_strength(&mut self, s: f64) -> Result<()> {
+        if !s.is_finite() {
+            return Err(Error::InvalidInput(format!("film strength must be finite, got {s}")));
+        }
+        self.config.film_strength = s;
+        Ok(())
+    }
+
+    /// (gamma, beta) of the current prompt; cached while the FiLM generator is frozen.
+    fn film_params(&self) -> Result<(Tensor, Tensor)> {
+        let frozen = self.heads_vs.trainable_variables().iter().all(|v| !v.requires_grad());
+        if frozen {
+            if let Some((g, b)) = self.film_cache.borrow().as_ref() {
+                return Ok((g.shallow_clone(), b.shallow_clone()));
+            }
+        }
+        let z_t = self.prompts.borrow_mut().z_t(&self.config.prompt)?;
+        let z_t = z_t.to_device(self.placement.device).to_kind(self.placement.kind);
+        let (g, b) = if frozen { tch::no_grad(|| self.film.params(&z_t)) } else { self.film.params(&z_t) };
+        if frozen {
+            self.film_cache.replace(Some((g.shallow_clone(), b.shallow_clone())));
+        }
+        Ok((g, b))
+    }
+
+    /// Scores from `pixel_values`.
+    ///
+    /// # Shapes
+    /// `pixel_values`: (B, 3, S, S) -> scores (B) in [0, 4], f32.
+    pub fn forward_t(&self, pixel_values: &Tensor, train: bool) -> Result<Tensor> {
+        let pixel_values = pixel_values.to_device(self.placement.device).to_kind(self.placement.kind);
+        let h = self.vision.vision_model.forward(&pixel_values, false, false)?.last_hidden_state; // (B, P, d)
+        let (gamma, beta) = self.film_params()?;
+        let h = modulate(&h, &gamma, &beta, self.config.film_strength); // (B, P, d)
+        let (h_g, h_l, h_tex) = pool(&h, self.config.local_mode)?;
+        let logit = self.heads.logit(&h_g, &h_l, &h_tex, train); // (B)
+        Ok((logit.to_kind(Kind::Float) / self.config.tau_out).sigmoid() * 4.0)
+    }
+
+    /// Scores of images in the model's input space, any size: (N, H, W) or (N, 1, H, W) -> (N).
+    /// Differentiable with respect to `images` when they require grad.
+    pub fn score_images(&self, images: &Tensor, train: bool) -> Result<Tensor> {
+        let pixel_values = self.config.preprocess().pixel_values(&images.to_kind(Kind::Float))?;
+        self.forward_t(&pixel_values, train)
+    }
+}
+
+/// Reads the hidden widths from the shapes in `head.safetensors`.
+fn widths_of(ckpt: &Checkpoint) -> Result<Widths> {
+    let rows = |name: &str| -> Result<i64> {
+        ckpt.shape(name).filter(|s| s.len() == 2).map(|s| s[0]).ok_or_else(|| Error::Checkpoint {
+            path: PathBuf::from("head.safetensors"),
+            problems: vec![format!("missing tensor {name} (2-D)")],
+        })
+    };
+    Ok(Widths {
+        film_hidden: rows("film.fc1.weight")?,
+        head_hidden: rows("head_global.fc1.weight")?,
+        fusion_hidden: rows("fusion.fc1.weight")?,
+    })
+}

@@ -1,0 +1,99 @@
+//! Differentiable preprocessing from CT slices to SigLIP `pixel_values`.
+//!
+//! Steps, each a tensor op so gradients flow back to the input image:
+//! 1. input space: HU images are windowed, `(x - (center - width/2)) / width` clamped to [0, 1]
+//!    (outside the window the display saturates, so the gradient is zero there); `[0,1]` images
+//!    (the LDCTIQA2023 TIFFs) pass through unchanged (not clamped).
+//! 2. resize to the model size with bicubic interpolation using PIL's kernel (a = -0.5) and its
+//!    antialiasing support when downsampling (`aten::_upsample_bicubic2d_aa`, what torchvision's
+//!    `antialias=True` uses); skipped when the size already matches.
+//! 3. replicate the gray channel to 3 channels (as `Image.convert("RGB")`).
+//! 4. normalize with mean 0.5 and std 0.5 to [-1, 1].
+//!
+//! Versus the HF `SiglipImageProcessor` (PIL path): PIL resizes 8-bit images, so it quantizes to 1/255
+//! before and after resizing and clips to [0, 255]; here everything stays in floating point. The
+//! measured difference is reported in the README (and checked by `tests/preprocess.rs`).
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// What pixel values mean.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "input", rename_all = "lowercase")]
+pub enum InputSpace {
+    /// Already windowed to [0, 1] (e.g. LDCTIQA2023 TIFFs).
+    Unit,
+    /// Hounsfield units, windowed with `window_center` / `window_width`.
+    Hu { window_center: f64, window_width: f64 },
+}
+
+impl InputSpace {
+    /// LDCTIQA2023's mapping of HU to [0, 1]: [-1000, 400] HU (center -300, width 1400).
+    pub const LDCTIQA_WINDOW: (f64, f64) = (-300.0, 1400.0);
+}
+
+/// Image to `pixel_values` for a model of a given input size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Preprocess {
+    pub input: InputSpace,
+    /// Model input size (448 for MedSigLIP-448).
+    pub image_size: i64,
+}
+
+impl Preprocess {
+    /// Checks an image batch: float, finite, (N, H, W) or (N, 1, H, W) with N, H, W > 0.
+    pub fn check(images: &Tensor) -> Result<()> {
+        let size = images.size();
+        let ok = match size.as_slice() {
+            [n, h, w] | [n, 1, h, w] => *n > 0 && *h > 0 && *w > 0,
+            _ => false,
+        };
+        if !ok {
+            return Err(Error::InvalidInput(format!(
+                "images must be (N, H, W) or (N, 1, H, W), got {size:?}"
+            )));
+        }
+        if !matches!(images.kind(), Kind::Float | Kind::Double | Kind::BFloat16 | Kind::Half) {
+            return Err(Error::InvalidInput(format!(
+                "images must be floating point, got {:?}",
+                images.kind()
+            )));
+        }
+        let finite = tch::no_grad(|| images.isfinite().all().int64_value(&[]));
+        if finite == 0 {
+            return Err(Error::InvalidInput("images contain NaN or infinite values".into()));
+        }
+        Ok(())
+    }
+
+    /// # Shapes
+    /// `images`: (N, H, W) or (N, 1, H, W), any float dtype and device -> (N, 3, S, S) of the same
+    /// dtype, S = `image_size`.
+    pub fn pixel_values(&self, images: &Tensor) -> Result<Tensor> {
+        Self::check(images)?;
+        let size = images.size();
+        let (n, h, w) = (size[0], size[size.len() - 2], size[size.len() - 1]);
+        let xs = images.reshape([n, 1, h, w]);
+        let xs = match self.input {
+            InputSpace::Unit => xs,
+            InputSpace::Hu { window_center: c, window_width: ww } => {
+                if !(ww > 0.0 && ww.is_finite() && c.is_finite()) {
+                    return Err(Error::InvalidInput(format!("invalid HU window center {c}, width {ww}")));
+                }
+                ((xs - (c - ww / 2.0)) / ww).clamp(0.0, 1.0)
+            }
+        };
+        let s = self.image_size;
+        let xs = if (h, w) == (s, s) { xs } else { resize_bicubic(&xs, s, s) };
+        let xs = xs.expand([n, 3, s, s], false); // (N, 3, S, S)
+        Ok((xs - 0.5) / 0.5)
+    }
+}
+
+/// PIL-style bicubic resize (antialiased when downsampling) of (N, C, H, W) to (N, C, h, w).
+pub fn resize_bicubic(xs: &Tensor, h: i64, w: i64) -> Tensor {
+    // The aa kernel has no bf16/f16 CPU implementation: compute in f32 and cast back.
+    let kind = xs.kind();
+    let compute = if kind == Kind::Double { kind } else { Kind::Float };
+    xs.to_kind(compute).internal_upsample_bicubic2d_aa([h, w], false, None, None).to_kind(kind)
+}

@@ -1,0 +1,216 @@
+//! The vision tower (`SiglipVisionTransformer`): patch embedding, position table, encoder, post-LN,
+//! and the multi-head attention pooling (MAP) head.
+use super::encoder::{layer_norm, linear, Encoder, Mlp};
+use crate::config::{EncoderConfig, SiglipVisionConfig};
+use crate::error::{Error, Result};
+use tch::{nn, Tensor};
+
+/// `SiglipVisionEmbeddings`: a stride-`patch_size` convolution plus a learned position table.
+#[derive(Debug)]
+struct VisionEmbeddings {
+    patch_embedding: nn::Conv2D,
+    position_embedding: nn::Embedding,
+    grid: i64,
+}
+
+impl VisionEmbeddings {
+    fn new(vs: nn::Path, cfg: &SiglipVisionConfig) -> Result<Self> {
+        let conv = nn::ConvConfig {
+            stride: cfg.patch_size,
+            ws_init: nn::Init::Const(0.),
+            bs_init: nn::Init::Const(0.),
+            ..Default::default()
+        };
+        let grid = cfg.grid();
+        let emb = nn::EmbeddingConfig { ws_init: nn::Init::Const(0.), ..Default::default() };
+        Ok(Self {
+            patch_embedding: nn::conv2d(
+                &vs / "patch_embedding",
+                cfg.num_channels,
+                cfg.hidden_size,
+                cfg.patch_size,
+                conv,
+            ),
+            position_embedding: nn::embedding(&vs / "position_embedding", grid * grid, cfg.hidden_size, emb),
+            grid,
+        })
+    }
+
+    /// The position table for a `rows x cols` patch grid, bicubically interpolated (as HF's
+    /// `interpolate_pos_encoding`) when it differs from the trained grid. Shape (1, rows*cols, D).
+    fn positions(&self, rows: i64, cols: i64) -> Tensor {
+        let table = &self.position_embedding.ws; // (grid*grid, D)
+        let d = table.size()[1];
+        if (rows, cols) == (self.grid, self.grid) {
+            return table.unsqueeze(0);
+        }
+        table
+            .reshape([1, self.grid, self.grid, d])
+            .permute([0, 3, 1, 2]) // (1, D, grid, grid)
+            .upsample_bicubic2d([rows, cols], false, None, None) // (1, D, rows, cols)
+            .permute([0, 2, 3, 1])
+            .reshape([1, rows * cols, d])
+    }
+
+    fn forward(&self, pixel_values: &Tensor) -> Tensor {
+        let xs = pixel_values.to_kind(self.patch_embedding.ws.kind()).apply(&self.patch_embedding); // (B, D, rows, cols)
+        let (_, _, rows, cols) = xs.size4().expect("conv output is 4-D");
+        let xs = xs.flatten(2, -1).transpose(1, 2); // (B, N, D), patch index = row*cols + col
+        xs + self.positions(rows, cols)
+    }
+}
+
+/// `torch.nn.MultiheadAttention` with a packed `in_proj_weight` (rows q | k | v), one query.
+#[derive(Debug)]
+struct MultiheadAttention {
+    in_proj_weight: Tensor,
+    in_proj_bias: Tensor,
+    out_proj: nn::Linear,
+    num_heads: i64,
+}
+
+impl MultiheadAttention {
+    fn new(vs: nn::Path, cfg: &EncoderConfig) -> Result<Self> {
+        let d = cfg.hidden_size;
+        Ok(Self {
+            in_proj_weight: vs.zeros("in_proj_weight", &[3 * d, d]),
+            in_proj_bias: vs.zeros("in_proj_bias", &[3 * d]),
+            out_proj: linear(&vs / "out_proj", d, d),
+            num_heads: cfg.num_attention_heads,
+        })
+    }
+
+    /// `query` (B, L, D) attends to `xs` (B, N, D). Mirrors `F.multi_head_attention_forward`: q is
+    /// scaled by 1/sqrt(head_dim) *before* the product, and k, v come from one fused projection.
+    fn forward(&self, query: &Tensor, xs: &Tensor) -> Tensor {
+        let (b, l, d) = query.size3().expect("query is (B, L, D)");
+        let n = xs.size()[1];
+        let (h, hd) = (self.num_heads, d / self.num_heads);
+        let q = query.linear(&self.in_proj_weight.narrow(0, 0, d), Some(&self.in_proj_bias.narrow(0, 0, d)));
+        let kv =
+            xs.linear(&self.in_proj_weight.narrow(0, d, 2 * d), Some(&self.in_proj_bias.narrow(0, d, 2 * d)));
+        let heads = |t: &Tensor, len: i64| t.reshape([b, len, h, hd]).transpose(1, 2); // (B, heads, len, hd)
+        let q = heads(&q, l) * (1.0 / hd as f64).sqrt();
+        let k = heads(&kv.narrow(2, 0, d), n);
+        let v = heads(&kv.narrow(2, d, d), n);
+        let w = q.matmul(&k.transpose(-2, -1)).softmax(-1, q.kind()); // (B, heads, L, N)
+        w.matmul(&v).transpose(1, 2).reshape([b, l, d]).apply(&self.out_proj) // (B, L, D)
+    }
+}
+
+/// `SiglipMultiheadAttentionPoolingHead`: a learned probe attends over the tokens, then LN + MLP.
+#[derive(Debug)]
+struct PoolingHead {
+    probe: Tensor,
+    attention: MultiheadAttention,
+    layernorm: nn::LayerNorm,
+    mlp: Mlp,
+}
+
+impl PoolingHead {
+    fn new(vs: nn::Path, cfg: &EncoderConfig) -> Result<Self> {
+        Ok(Self {
+            probe: vs.zeros("probe", &[1, 1, cfg.hidden_size]),
+            attention: MultiheadAttention::new(&vs / "attention", cfg)?,
+            layernorm: layer_norm(&vs / "layernorm", cfg.hidden_size, cfg.layer_norm_eps),
+            mlp: Mlp::new(&vs / "mlp", cfg)?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let (b, _, d) = xs.size3().expect("tokens are (B, N, D)");
+        let probe = self.probe.expand([b, 1, d], false); // (B, 1, D)
+        let xs = self.attention.forward(&probe, xs);
+        let residual = &xs;
+        let xs = residual + self.mlp.forward(&xs.apply(&self.layernorm));
+        xs.select(1, 0) // (B, D)
+    }
+}
+
+/// Outputs of the vision tower.
+#[derive(Debug)]
+pub struct VisionOutput {
+    /// Post-LN patch tokens, (B, N, D).
+    pub last_hidden_state: Tensor,
+    /// MAP-head output (`get_image_features`, unnormalized), (B, D); `None` without a head.
+    pub pooler_output: Option<Tensor>,
+    /// With `output_hidden_states`: the embeddings, then each layer's output (pre post-LN).
+    pub hidden_states: Vec<Tensor>,
+}
+
+/// `SiglipVisionTransformer` (checkpoint prefix `vision_model`).
+#[derive(Debug)]
+pub struct VisionTransformer {
+    embeddings: VisionEmbeddings,
+    encoder: Encoder,
+    post_layernorm: nn::LayerNorm,
+    head: Option<PoolingHead>,
+    cfg: SiglipVisionConfig,
+}
+
+impl VisionTransformer {
+    pub fn new(vs: nn::Path, cfg: &SiglipVisionConfig) -> Result<Self> {
+        let enc = cfg.encoder().map_err(Error::InvalidInput)?;
+        Ok(Self {
+            embeddings: VisionEmbeddings::new(&vs / "embeddings", cfg)?,
+            encoder: Encoder::new(&vs / "encoder", &enc)?,
+            post_layernorm: layer_norm(&vs / "post_layernorm", cfg.hidden_size, cfg.layer_norm_eps),
+            head: cfg.vision_use_head.then(|| PoolingHead::new(&vs / "head", &enc)).transpose()?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &SiglipVisionConfig {
+        &self.cfg
+    }
+
+    /// Checks that `pixel_values` is a float (B, C, H, W) tensor with H, W multiples of the patch size.
+    pub fn check_input(&self, pixel_values: &Tensor) -> Result<()> {
+        let size = pixel_values.size();
+        let p = self.cfg.patch_size;
+        let ok = size.len() == 4
+            && size[0] > 0
+            && size[1] == self.cfg.num_channels
+            && size[2] >= p
+            && size[3] >= p
+            && size[2] % p == 0
+            && size[3] % p == 0;
+        if !ok {
+            return Err(Error::InvalidInput(format!(
+                "pixel_values must be (B, {}, H, W) with H and W positive multiples of the patch size {p}, got {size:?}",
+                self.cfg.num_channels
+            )));
+        }
+        if !pixel_values.is_floating_point() {
+            return Err(Error::InvalidInput(format!(
+                "pixel_values must be floating point, got {:?}",
+                pixel_values.kind()
+            )));
+        }
+        Ok(())
+    }
+
+    /// # Shapes
+    /// `pixel_values`: (B, C, H, W), H and W multiples of `patch_size` (the position table is
+    /// interpolated when H or W differ from `image_size`).
+    pub fn forward(
+        &self,
+        pixel_values: &Tensor,
+        output_hidden_states: bool,
+        pool: bool,
+    ) -> Result<VisionOutput> {
+        self.check_input(pixel_values)?;
+        let mut hidden_states = Vec::new();
+        let xs = self.embeddings.forward(pixel_values); // (B, N, D)
+        if output_hidden_states {
+            hidden_states.push(xs.shallow_clone());
+        }
+        let xs = self.encoder.forward(&xs, output_hidden_states.then_some(&mut hidden_states));
+        let last_hidden_state = xs.apply(&self.post_layernorm); // (B, N, D)
+        let pooler_output = match (&self.head, pool) {
+            (Some(head), true) => Some(head.forward(&last_hidden_state)),
+            _ => None,
+        };
+        Ok(VisionOutput { last_hidden_state, pooler_output, hidden_states })
+    }
+}
