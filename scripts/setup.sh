@@ -20,6 +20,6 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip >&2
 "$VENV/bin/python" -m pip install -q "torch==$TORCH_VERSION" >&2
 "$VENV/bin/python" -m pip install -q numpy scipy pydicom pydicom-data safetensors tokenizers \
-  "transformers>=4.50" pillow tifffile >&2
+  "transformers==5.24.0" pillow tifffile >&2
 touch "$STAMP"
 echo "$VENV"

@@ -361,7 +361,9 @@ impl QualityModel {
     /// Scores of images in the model's input space, any size: (N, H, W) or (N, 1, H, W) -> (N).
     /// Differentiable with respect to `images` when they require grad.
     pub fn score_images(&self, images: &Tensor, train: bool) -> Result<Tensor> {
-        let pixel_values = self.config.preprocess().pixel_values(&images.to_kind(Kind::Float))?;
+        // Preprocess in f32 (f64 for an f64 model); the vision tower casts to its own dtype.
+        let kind = if self.placement.kind == Kind::Double { Kind::Double } else { Kind::Float };
+        let pixel_values = self.config.preprocess().pixel_values(&images.to_kind(kind))?;
         self.forward_t(&pixel_values, train)
     }
 }
