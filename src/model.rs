@@ -204,7 +204,7 @@ impl std::fmt::Debug for QualityModel {
     }
 }
 
-fn resolve_backbone(backbone: &str, dir: Option<&Path>) -> String {
+pub fn resolve_backbone(backbone: &str, dir: Option<&Path>) -> String {
     match dir.map(|d| d.join(backbone)) {
         Some(p) if Path::new(backbone).is_relative() && p.exists() => p.display().to_string(),
         _ => backbone.to_string(),
@@ -381,4 +381,38 @@ fn widths_of(ckpt: &Checkpoint) -> Result<Widths> {
         head_hidden: rows("head_global.fc1.weight")?,
         fusion_hidden: rows("fusion.fc1.weight")?,
     })
+}
+
+impl QualityConfig {
+    /// The frames of an image file as a (frames, H, W) f32 tensor in this model's input space.
+    ///
+    /// HU files are windowed to [0, 1] with the model's recorded window for a `"unit"` model; [0, 1]
+    /// files are mapped back to HU through that window for a `"hu"` model. Files whose values have no
+    /// known meaning (npy, integer TIFF) need `raw_as` (`Space::Unit` or `Space::Hu`).
+    pub fn images_from(
+        &self,
+        slices: &crate::io::Slices,
+        raw_as: Option<crate::io::Space>,
+    ) -> Result<Tensor> {
+        use crate::io::Space;
+        let space = match raw_as.filter(|s| *s != Space::Raw) {
+            Some(s) => s,
+            None if slices.space == Space::Raw => {
+                return Err(Error::InvalidInput(format!(
+                    "{}: the meaning of its values is unknown; say whether they are HU or in [0, 1]",
+                    slices.source.display()
+                )))
+            }
+            None => slices.space,
+        };
+        let shape: Vec<i64> = slices.pixels.shape().iter().map(|&d| d as i64).collect();
+        let data: Vec<f32> = slices.pixels.iter().copied().collect();
+        let xs = Tensor::from_slice(&data).view(shape.as_slice());
+        let (lo, w) = (self.window_center - self.window_width / 2.0, self.window_width);
+        Ok(match (space, self.input) {
+            (Space::Hu, InputKind::Unit) => ((xs - lo) / w).clamp(0.0, 1.0),
+            (Space::Unit, InputKind::Hu) => xs * w + lo,
+            _ => xs,
+        })
+    }
 }

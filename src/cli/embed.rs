@@ -29,24 +29,13 @@ pub struct Args {
     #[arg(long)]
     input: Option<String>,
     /// HU window "CENTER,WIDTH" (default: the DICOM's window tags, else -300,1400).
-    #[arg(long, value_parser = parse_window, allow_hyphen_values = true)]
+    #[arg(long, value_parser = super::parse_window, allow_hyphen_values = true)]
     window: Option<(f64, f64)>,
     #[command(flatten)]
     runtime: Runtime,
     /// Output .npy file (float32).
     #[arg(long)]
     out: PathBuf,
-}
-
-fn parse_window(s: &str) -> Result<(f64, f64), String> {
-    let parts: Vec<&str> = s.split(',').collect();
-    match parts.as_slice() {
-        [c, w] => match (c.trim().parse(), w.trim().parse()) {
-            (Ok(c), Ok(w)) if w > 0.0 => Ok((c, w)),
-            _ => Err(format!("window {s:?}: expected CENTER,WIDTH with WIDTH > 0")),
-        },
-        _ => Err(format!("window {s:?}: expected CENTER,WIDTH")),
-    }
 }
 
 /// The input space of an image file, from its format and the command line.

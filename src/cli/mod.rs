@@ -1,5 +1,7 @@
 //! Subcommands of the `ldctq` tool.
 mod embed;
+mod init;
+mod score;
 
 use clap::{Parser, Subcommand};
 
@@ -15,11 +17,17 @@ pub struct Cli {
 enum Command {
     /// Image features, patch tokens or text features of a SigLIP checkpoint, as .npy.
     Embed(embed::Args),
+    /// Write a fresh, untrained model folder on a SigLIP backbone.
+    Init(init::Args),
+    /// Score CT images (files or folders: DICOM, TIFF, npy, PNG).
+    Score(score::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Embed(args) => embed::run(args),
+        Command::Init(args) => init::run(args),
+        Command::Score(args) => score::run(args),
     }
 }
 
@@ -40,5 +48,17 @@ impl Runtime {
             device: ldctq::device::parse_device(&self.device)?,
             kind: ldctq::device::parse_kind(&self.dtype)?,
         })
+    }
+}
+
+/// Parses "CENTER,WIDTH" of an HU window.
+pub fn parse_window(s: &str) -> Result<(f64, f64), String> {
+    let parts: Vec<&str> = s.split(',').collect();
+    match parts.as_slice() {
+        [c, w] => match (c.trim().parse(), w.trim().parse()) {
+            (Ok(c), Ok(w)) if w > 0.0 => Ok((c, w)),
+            _ => Err(format!("window {s:?}: expected CENTER,WIDTH with WIDTH > 0")),
+        },
+        _ => Err(format!("window {s:?}: expected CENTER,WIDTH")),
     }
 }

@@ -1,0 +1,83 @@
+//! `ldctq init`: a fresh, untrained model folder on a SigLIP backbone.
+use ldctq::model::{InputKind, QualityConfig, QualityModel, Widths};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// SigLIP backbone: model folder, HF cache folder, or a repo id in the local HF cache.
+    #[arg(long)]
+    backbone: String,
+    /// Output model folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of the random head initialisation.
+    #[arg(long, default_value_t = 0)]
+    seed: i64,
+    /// Input space of the images the model will score: unit ([0,1]) or hu.
+    #[arg(long, default_value = "unit")]
+    input: String,
+    /// HU window "CENTER,WIDTH": applied to HU input, or recording how [0,1] images were made.
+    #[arg(long, value_parser = super::parse_window, allow_hyphen_values = true)]
+    window: Option<(f64, f64)>,
+    /// Prompt (default: the paper's clinical prompt).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Hidden widths of the FiLM generator, branch heads and fusion MLP.
+    #[arg(long, default_value_t = Widths::default().film_hidden)]
+    film_hidden: i64,
+    #[arg(long, default_value_t = Widths::default().head_hidden)]
+    head_hidden: i64,
+    #[arg(long, default_value_t = Widths::default().fusion_hidden)]
+    fusion_hidden: i64,
+    /// Local pooling: sequence (the paper's) or grid (2x2 quadrants).
+    #[arg(long, default_value = "sequence")]
+    local_mode: String,
+}
+
+/// `backbone` as stored in ldctq.json: relative when it lies inside the model folder, absolute when it
+/// is another folder, unchanged when it is a repo id.
+fn backbone_ref(backbone: &str, out: &Path) -> anyhow::Result<String> {
+    let path = Path::new(backbone);
+    if !path.exists() {
+        return Ok(backbone.to_string());
+    }
+    let abs = path.canonicalize()?;
+    std::fs::create_dir_all(out)?;
+    let out = out.canonicalize()?;
+    Ok(abs.strip_prefix(&out).map(|p| p.display().to_string()).unwrap_or_else(|_| abs.display().to_string()))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let pretrained = ldctq::siglip::Pretrained::open(&args.backbone)?;
+    let mut config = QualityConfig::new(
+        &backbone_ref(&args.backbone, &args.out)?,
+        pretrained.config.vision_config.image_size,
+    );
+    drop(pretrained);
+    config.input = match args.input.as_str() {
+        "unit" => InputKind::Unit,
+        "hu" => InputKind::Hu,
+        other => anyhow::bail!("--input {other:?}: expected unit or hu"),
+    };
+    if let Some((c, w)) = args.window {
+        (config.window_center, config.window_width) = (c, w);
+    }
+    if let Some(p) = args.prompt {
+        config.prompt = p;
+    }
+    config.local_mode = serde_json::from_value(serde_json::Value::String(args.local_mode.clone()))
+        .map_err(|_| anyhow::anyhow!("--local-mode {:?}: expected sequence or grid", args.local_mode))?;
+    let widths = Widths {
+        film_hidden: args.film_hidden,
+        head_hidden: args.head_hidden,
+        fusion_hidden: args.fusion_hidden,
+    };
+    // The backbone reference is relative to the model folder: open it from there.
+    let mut open_cfg = config.clone();
+    open_cfg.backbone = ldctq::model::resolve_backbone(&config.backbone, Some(&args.out));
+    let mut model = QualityModel::init(open_cfg, widths, args.seed, ldctq::siglip::Placement::default())?;
+    model.config.backbone = config.backbone.clone();
+    model.save(&args.out, false)?;
+    eprintln!("wrote untrained model folder {} (backbone {})", args.out.display(), config.backbone);
+    Ok(())
+}
