@@ -344,10 +344,19 @@ impl QualityModel {
         Ok((g, b))
     }
 
+    /// Scores and preprocessing are f32, or f64 for an f64 model.
+    fn output_kind(&self) -> Kind {
+        if self.placement.kind == Kind::Double {
+            Kind::Double
+        } else {
+            Kind::Float
+        }
+    }
+
     /// Scores from `pixel_values`.
     ///
     /// # Shapes
-    /// `pixel_values`: (B, 3, S, S) -> scores (B) in [0, 4], f32.
+    /// `pixel_values`: (B, 3, S, S) -> scores (B) in [0, 4], f32 (f64 for an f64 model).
     pub fn forward_t(&self, pixel_values: &Tensor, train: bool) -> Result<Tensor> {
         let pixel_values = pixel_values.to_device(self.placement.device).to_kind(self.placement.kind);
         let h = self.vision.vision_model.forward(&pixel_values, false, false)?.last_hidden_state; // (B, P, d)
@@ -355,15 +364,15 @@ impl QualityModel {
         let h = modulate(&h, &gamma, &beta, self.config.film_strength); // (B, P, d)
         let (h_g, h_l, h_tex) = pool(&h, self.config.local_mode)?;
         let logit = self.heads.logit(&h_g, &h_l, &h_tex, train); // (B)
-        Ok((logit.to_kind(Kind::Float) / self.config.tau_out).sigmoid() * 4.0)
+        Ok((logit.to_kind(self.output_kind()) / self.config.tau_out).sigmoid() * 4.0)
     }
 
     /// Scores of images in the model's input space, any size: (N, H, W) or (N, 1, H, W) -> (N).
     /// Differentiable with respect to `images` when they require grad.
     pub fn score_images(&self, images: &Tensor, train: bool) -> Result<Tensor> {
         // Preprocess in f32 (f64 for an f64 model); the vision tower casts to its own dtype.
-        let kind = if self.placement.kind == Kind::Double { Kind::Double } else { Kind::Float };
-        let pixel_values = self.config.preprocess().pixel_values(&images.to_kind(kind))?;
+        Preprocess::check(images)?;
+        let pixel_values = self.config.preprocess().pixel_values(&images.to_kind(self.output_kind()))?;
         self.forward_t(&pixel_values, train)
     }
 }
