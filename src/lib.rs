@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod model;
 pub mod preprocess;
 pub mod siglip;
+pub mod simulate;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

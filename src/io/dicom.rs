@@ -3,9 +3,11 @@
 use std::borrow::Cow;
 use std::path::Path;
 
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use dicom_core::value::{DicomValueType, PrimitiveValue, Value};
-use dicom_core::Tag;
-use dicom_dictionary_std::tags;
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::{tags, StandardDataDictionary};
+use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
 
 use super::{chain, head, slices, ReadError, Result, Slices, Space};
@@ -15,16 +17,48 @@ const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
 const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+/// Value representations whose explicit-VR element header has a 2-byte length (PS3.5 7.1.2).
+#[rustfmt::skip]
+const SHORT_VRS: [VR; 21] = [
+    VR::AE, VR::AS, VR::AT, VR::CS, VR::DA, VR::DS, VR::DT, VR::FL, VR::FD, VR::IS, VR::LO,
+    VR::LT, VR::PN, VR::SH, VR::SL, VR::SS, VR::ST, VR::TM, VR::UI, VR::UL, VR::US,
+];
 
 /// Whether `path` has the 'DICM' magic at byte 128 (false for shorter files).
 pub(super) fn has_magic(path: &Path) -> Result<bool> {
     Ok(head(path, 132)?.get(128..132) == Some(b"DICM"))
 }
 
-/// The InstanceNumber of a DICOM file, read without its pixel data; `None` if absent or unreadable.
+/// The InstanceNumber of a DICOM file; `None` if absent or unreadable.
 pub(super) fn instance_number(path: &Path) -> Option<i64> {
-    let obj = OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path).ok()?;
+    let obj = parse(path, &std::fs::read(path).ok()?, Some(tags::PIXEL_DATA)).ok()?;
     obj.element_opt(tags::INSTANCE_NUMBER).ok()??.to_int::<i64>().ok()
+}
+
+/// Parses a DICOM file's bytes (preamble included), up to the element `until` if given.
+fn parse(path: &Path, bytes: &[u8], until: Option<Tag>) -> Result<DefaultDicomObject> {
+    if bytes.get(128..132) != Some(b"DICM") {
+        return Err(ReadError::not_format(path, FORMAT, "no 'DICM' magic at byte 128"));
+    }
+    check_lengths(path, bytes)?;
+    let options = OpenFileOptions::new().read_preamble(ReadPreamble::Always);
+    let options = match until {
+        Some(tag) => options.read_until(tag),
+        None => options,
+    };
+    options.from_reader(bytes).map_err(|e| {
+        // Running out of bytes anywhere in the data set means the file was cut short.
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::UnexpectedEof {
+                    return ReadError::truncated(path, FORMAT, chain(&e));
+                }
+            }
+            source = s.source();
+        }
+        ReadError::invalid(path, FORMAT, chain(&e))
+    })
 }
 
 /// Reads a single- or multi-frame grayscale DICOM file into Hounsfield units (`Space::Hu`).
@@ -40,22 +74,7 @@ pub(super) fn instance_number(path: &Path) -> Option<i64> {
 /// the same way. CT images are MONOCHROME2 in practice. A missing PhotometricInterpretation is
 /// taken as MONOCHROME2.
 pub fn read_dicom(path: &Path) -> Result<Slices> {
-    if !has_magic(path)? {
-        return Err(ReadError::not_format(path, FORMAT, "no 'DICM' magic at byte 128"));
-    }
-    let obj = dicom_object::open_file(path).map_err(|e| {
-        // Running out of bytes anywhere in the data set means the file was cut short.
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(s) = source {
-            if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::UnexpectedEof {
-                    return ReadError::truncated(path, FORMAT, chain(&e));
-                }
-            }
-            source = s.source();
-        }
-        ReadError::invalid(path, FORMAT, chain(&e))
-    })?;
+    let obj = parse(path, &std::fs::read(path).map_err(|e| ReadError::io(path, e))?, None)?;
     let uid = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_string();
     match uid.as_str() {
         IMPLICIT_VR_LE | EXPLICIT_VR_LE | DEFLATED_EXPLICIT_VR_LE => {}
@@ -99,19 +118,16 @@ pub fn read_dicom(path: &Path) -> Result<Slices> {
         return Err(ReadError::invalid(path, FORMAT, reason));
     }
 
-    let bytes = pixel_bytes(&obj, path, &uid)?;
+    let pixels = pixel_bytes(&obj, path, &uid)?;
     let width = allocated as usize / 8;
+    let dims = format!("{frames} x {rows} x {cols} (frames x rows x columns)");
     let needed = [rows, cols, frames].iter().try_fold(width, |n, &d| n.checked_mul(d as usize));
     let Some(needed) = needed else {
-        return Err(ReadError::invalid(
-            path,
-            FORMAT,
-            format!("{frames} x {rows} x {cols} (frames x rows x columns) is too large"),
-        ));
+        return Err(ReadError::invalid(path, FORMAT, format!("{dims} is too large")));
     };
-    if bytes.len() < needed {
-        let (len, dims) = (bytes.len(), format!("{frames} x {rows} x {cols} (frames x rows x columns)"));
-        let reason = format!("PixelData has {len} bytes; {dims} at {allocated} bits need {needed}");
+    if pixels.len() < needed {
+        let reason =
+            format!("PixelData has {} bytes; {dims} at {allocated} bits need {needed}", pixels.len());
         return Err(ReadError::truncated(path, FORMAT, reason));
     }
 
@@ -126,7 +142,7 @@ pub fn read_dicom(path: &Path) -> Result<Slices> {
     let shift = high_bit + 1 - stored;
     let mask = u32::MAX >> (32 - stored);
     let hu = |raw: i64| ((if mono1 { mirror - raw } else { raw }) as f64 * slope + intercept) as f32;
-    let values = bytes[..needed]
+    let values = pixels[..needed]
         .chunks_exact(width)
         .map(|sample| {
             let mut word = [0u8; 4];
@@ -143,6 +159,87 @@ pub fn read_dicom(path: &Path) -> Result<Slices> {
         (if mono1 { mirror as f64 * slope + 2.0 * intercept - c } else { c }, w)
     });
     slices(path, FORMAT, (frames as usize, rows as usize, cols as usize), values, Space::Hu, window)
+}
+
+/// Walks the element headers of a DICOM file (preamble included) the way the DICOM parser will,
+/// and fails where an element declares more bytes than the file has left, which the parser would
+/// allocate (up to 4 GiB) before noticing.
+/// Stops quietly where it cannot follow the encoding (deflated or big-endian data set, undefined
+/// length other than SQ, item or PixelData) or the file ends inside a header, leaving those to
+/// the parser.
+fn check_lengths(path: &Path, bytes: &[u8]) -> Result<()> {
+    let too_long = |tag: (u16, u16), at: usize, len: u64, left: usize| {
+        let reason =
+            format!("element ({:04X},{:04X}) at byte {at} declares {len} bytes; {left} left", tag.0, tag.1);
+        ReadError::truncated(path, FORMAT, reason)
+    };
+    // The meta group, explicit VR little endian, spans the length given by its first element.
+    let meta_end = match bytes.get(132..144) {
+        Some([2, 0, 0, 0, b'U', b'L', 4, 0, l @ ..]) => {
+            144 + u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize
+        }
+        _ => {
+            return Err(ReadError::invalid(
+                path,
+                FORMAT,
+                "meta group does not start with its length (0002,0000)",
+            ))
+        }
+    };
+    if meta_end > bytes.len() {
+        return Err(too_long((2, 0), 132, (meta_end - 144) as u64, bytes.len() - 144));
+    }
+    let (mut pos, mut uid, mut meta, mut explicit, mut fragments) = (132, None::<String>, true, true, false);
+    while let Some(h) = bytes.get(pos..pos + 8) {
+        if meta && pos >= meta_end {
+            meta = false;
+            match uid.as_deref() {
+                Some(IMPLICIT_VR_LE) => explicit = false,
+                Some(DEFLATED_EXPLICIT_VR_LE | EXPLICIT_VR_BE) | None => break,
+                Some(_) => {}
+            }
+        }
+        let tag = (u16::from_le_bytes([h[0], h[1]]), u16::from_le_bytes([h[2], h[3]]));
+        let item = tag.0 == 0xFFFE;
+        let vr = match (item, explicit) {
+            (true, _) => None,
+            (false, true) => VR::from_binary([h[4], h[5]]).or(Some(VR::UN)),
+            (false, false) => StandardDataDictionary.by_tag(Tag(tag.0, tag.1)).map(|e| e.vr().relaxed()),
+        };
+        let (len, start) = match vr {
+            Some(vr) if explicit && !SHORT_VRS.contains(&vr) => match bytes.get(pos + 8..pos + 12) {
+                Some(l) => (u32::from_le_bytes([l[0], l[1], l[2], l[3]]), pos + 12),
+                None => break,
+            },
+            Some(_) if explicit => (u32::from(u16::from_le_bytes([h[6], h[7]])), pos + 8),
+            _ => (u32::from_le_bytes([h[4], h[5], h[6], h[7]]), pos + 8),
+        };
+        let undefined = len == u32::MAX;
+        let pixel_data = tag == (0x7FE0, 0x0010);
+        // Sequences and their items are entered; fragments of encapsulated pixel data skipped.
+        let enter = match (item, tag.1) {
+            (true, 0xE0DD) => {
+                fragments = false;
+                true
+            }
+            (true, _) => !fragments || undefined,
+            (false, _) => vr == Some(VR::SQ) || (undefined && (pixel_data || !explicit)),
+        };
+        fragments |= pixel_data && undefined;
+        if undefined && !enter {
+            break;
+        }
+        let left = bytes.len().saturating_sub(start);
+        if !undefined && len as usize > left {
+            return Err(too_long(tag, pos, len.into(), left));
+        }
+        if meta && tag == (2, 0x10) {
+            let text = String::from_utf8_lossy(&bytes[start..start + len as usize]);
+            uid = Some(text.trim_end_matches(['\0', ' ']).into());
+        }
+        pos = if enter { start } else { start + len as usize };
+    }
+    Ok(())
 }
 
 /// The PixelData bytes in little-endian order.
@@ -177,7 +274,7 @@ impl Attrs<'_> {
 
     fn int(&self, tag: Tag, name: &str) -> Result<Option<u32>> {
         self.value(tag)
-            .map(|v| v.to_int::<u32>())
+            .map(PrimitiveValue::to_int::<u32>)
             .transpose()
             .map_err(|e| ReadError::invalid(self.path, FORMAT, format!("{name}: {e}")))
     }

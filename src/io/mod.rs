@@ -23,8 +23,8 @@ pub use self::png::{read_png, write_png_u16};
 pub use self::tiff::{read_tiff, write_tiff_f32};
 
 /// The formats [`read_image`] recognises, for error messages.
-const SUPPORTED: &str = "DICOM (.dcm, .dicom, or no extension with 'DICM' at byte 128), TIFF (.tif, .tiff), \
-                         NumPy (.npy), PNG (.png)";
+const SUPPORTED: &str =
+    "DICOM (.dcm, .dicom, or any name with 'DICM' at byte 128), TIFF (.tif, .tiff), NumPy (.npy), PNG (.png)";
 
 /// What the pixel values mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -137,6 +137,7 @@ pub type Result<T> = std::result::Result<T, ReadError>;
 
 impl ReadError {
     /// The file the error is about.
+    #[must_use]
     pub fn path(&self) -> &Path {
         match self {
             Self::Io { path, .. }
@@ -187,24 +188,24 @@ enum Format {
 }
 
 impl Format {
-    /// The format of `path` by its extension (case-insensitive); a file without extension is
-    /// DICOM if it has the 'DICM' magic, else `None`.
+    /// The format of `path` by its extension (case-insensitive); a file with no or another
+    /// extension (DICOM files are often named by UID, `1.2.840.….123`) is DICOM if it has the
+    /// 'DICM' magic, else `None`.
     fn of(path: &Path) -> Result<Option<Format>> {
-        let Some(ext) = path.extension() else {
-            return Ok(dicom::has_magic(path)?.then_some(Format::Dicom));
-        };
-        Ok(match ext.to_string_lossy().to_ascii_lowercase().as_str() {
-            "dcm" | "dicom" => Some(Format::Dicom),
-            "tif" | "tiff" => Some(Format::Tiff),
-            "npy" => Some(Format::Npy),
-            "png" => Some(Format::Png),
-            _ => None,
+        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+        Ok(match ext.as_deref() {
+            Some("dcm" | "dicom") => Some(Format::Dicom),
+            Some("tif" | "tiff") => Some(Format::Tiff),
+            Some("npy") => Some(Format::Npy),
+            Some("png") => Some(Format::Png),
+            _ => dicom::has_magic(path)?.then_some(Format::Dicom),
         })
     }
 }
 
 /// Reads an image file of any supported format, chosen by extension (case-insensitive): `.dcm`,
-/// `.dicom` (or no extension and the 'DICM' magic at byte 128), `.tif`, `.tiff`, `.npy`, `.png`.
+/// `.dicom`, `.tif`, `.tiff`, `.npy`, `.png`; a file with no or another extension is read as DICOM
+/// if it has the 'DICM' magic at byte 128.
 pub fn read_image(path: &Path) -> Result<Slices> {
     match Format::of(path)? {
         Some(Format::Dicom) => read_dicom(path),
@@ -230,7 +231,7 @@ pub fn list_images(path: &Path) -> Result<Vec<PathBuf>> {
         if hidden || !file.is_file() {
             continue;
         }
-        // An unreadable file without extension is not one of ours: skip it.
+        // An unreadable file of unknown extension is not one of ours: skip it.
         let key = match Format::of(&file) {
             Ok(Some(Format::Dicom)) => dicom::instance_number(&file),
             Ok(Some(_)) => None,

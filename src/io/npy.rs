@@ -29,31 +29,27 @@ const READERS: [Reader; 10] = [
     read_as::<u64>,
 ];
 
-/// Reads a `.npy` array of dtype float32, float64 or (u)int8/16/32/64 (64-bit integers
-/// rounded to `f32`), either byte
-/// order, C or Fortran order, shaped `(H, W)`, `(N, H, W)` or `(N, 1, H, W)`; values are kept as
-/// they are (`Space::Raw`).
+/// Reads a `.npy` array of dtype float32, float64 or (u)int8/16/32/64 (64-bit integers rounded to
+/// `f32`), in either byte order and C or Fortran order, shaped `(H, W)`, `(N, H, W)` or
+/// `(N, 1, H, W)`; values are kept as they are (`Space::Raw`).
 pub fn read_npy(path: &Path) -> Result<Slices> {
     let bytes = std::fs::read(path).map_err(|e| ReadError::io(path, e))?;
     check_size(path, &bytes)?;
-    let mut array = None;
-    for read in READERS {
-        match read(&bytes) {
-            Ok(a) => {
-                array = Some(a);
-                break;
-            }
-            Err(ReadNpyError::WrongDescriptor(_)) => continue,
-            Err(ReadNpyError::MissingData) => {
-                return Err(ReadError::truncated(path, FORMAT, "data shorter than the header's shape"))
-            }
-            Err(e) => return Err(ReadError::invalid(path, FORMAT, e)),
+    let read = READERS.iter().find_map(|read| match read(&bytes) {
+        Err(ReadNpyError::WrongDescriptor(_)) => None,
+        result => Some(result),
+    });
+    let mut array = match read {
+        Some(Ok(array)) => array,
+        Some(Err(ReadNpyError::MissingData)) => {
+            return Err(ReadError::truncated(path, FORMAT, "data shorter than the header's shape"))
         }
-    }
-    let Some(mut array) = array else {
-        let descr = header(&bytes).and_then(|(h, _)| field(h, "descr")).unwrap_or("?");
-        let reason = format!("dtype {descr}; need float32/64 or (u)int8/16/32/64");
-        return Err(ReadError::unsupported(path, FORMAT, reason));
+        Some(Err(e)) => return Err(ReadError::invalid(path, FORMAT, e)),
+        None => {
+            let descr = header(&bytes).and_then(|(h, _)| field(h, "descr")).unwrap_or("?");
+            let reason = format!("dtype {descr}; need float32/64 or (u)int8/16/32/64");
+            return Err(ReadError::unsupported(path, FORMAT, reason));
+        }
     };
     let shape = array.shape().to_vec();
     match shape.len() {
@@ -80,7 +76,7 @@ fn header(bytes: &[u8]) -> Option<(&str, usize)> {
     Some((std::str::from_utf8(bytes.get(start..end)?).ok()?, end))
 }
 
-/// The raw text of `key`'s value in a header dict (up to the next `,` or `}` outside brackets).
+/// The raw text of `key`'s value in a header dict: a whole tuple, or up to the next `,` or `}`.
 fn field<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     let rest = &header[header.find(key)? + key.len()..];
     let rest = rest.trim_start_matches(['\'', '"']).trim_start().strip_prefix(':')?.trim_start();

@@ -1,0 +1,1 @@
+//! Low-dose CT simulation (being written).
