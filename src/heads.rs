@@ -100,16 +100,19 @@ impl Heads {
         })
     }
 
-    /// Eq. 5 up to the logit: [y_g || y_l || y_tex] -> phi -> logit.
+    /// The sub-scores [y_g || y_l || y_tex].
     ///
     /// # Shapes
-    /// (h_g (B, d), h_l (B, 4d), h_tex (B, 2d)) -> (B)
-    pub fn logit(&self, h_g: &Tensor, h_l: &Tensor, h_tex: &Tensor, train: bool) -> Tensor {
+    /// (h_g (B, d), h_l (B, 4d), h_tex (B, 2d)) -> (B, 3)
+    pub fn sub_scores(&self, h_g: &Tensor, h_l: &Tensor, h_tex: &Tensor, train: bool) -> Tensor {
         let y_g = self.head_global.forward_t(h_g, train); // (B, 1)
         let y_l = self.head_local.forward_t(h_l, train);
         let y_tex = self.head_texture.forward_t(h_tex, train);
-        let ys = Tensor::cat(&[y_g, y_l, y_tex], 1); // (B, 3)
+        Tensor::cat(&[y_g, y_l, y_tex], 1) // (B, 3)
+    }
+
+    /// Eq. 5 up to the logit: phi([y_g || y_l || y_tex]), (B, 3) -> (B).
+    pub fn fuse(&self, ys: &Tensor) -> Tensor {
         ys.apply(&self.fusion_fc1).gelu("none").apply(&self.fusion_fc2).squeeze_dim(1)
-        // (B)
     }
 }

@@ -180,6 +180,25 @@ impl PromptEncoder {
     }
 }
 
+/// The intermediate tensors of one forward pass (paper notation).
+#[derive(Debug)]
+pub struct Stages {
+    pub pixel_values: Tensor,
+    pub gamma: Tensor,
+    pub beta: Tensor,
+    /// H: post-LN patch tokens, (B, P, d).
+    pub tokens: Tensor,
+    /// H~ = H (1 + s tanh(gamma)) + s beta.
+    pub tokens_film: Tensor,
+    pub h_g: Tensor,
+    pub h_l: Tensor,
+    pub h_tex: Tensor,
+    /// [y_g, y_l, y_tex], (B, 3).
+    pub y: Tensor,
+    pub logit: Tensor,
+    pub score: Tensor,
+}
+
 /// The quality model: vision tower, FiLM from the prompt, pooling, heads, fusion, bounded score.
 pub struct QualityModel {
     pub config: QualityConfig,
@@ -327,6 +346,11 @@ impl QualityModel {
         Ok(())
     }
 
+    /// z_t: the L2-normalized text features of the current prompt, (d_t), f32 on CPU.
+    pub fn prompt_embedding(&self) -> Result<Tensor> {
+        self.prompts.borrow_mut().z_t(&self.config.prompt)
+    }
+
     /// (gamma, beta) of the current prompt; cached while the FiLM generator is frozen.
     fn film_params(&self) -> Result<(Tensor, Tensor)> {
         let frozen = self.heads_vs.trainable_variables().iter().all(|v| !v.requires_grad());
@@ -353,18 +377,25 @@ impl QualityModel {
         }
     }
 
+    /// Every stage of the forward pass, from `pixel_values` to the score (for tests and inspection).
+    pub fn forward_stages(&self, pixel_values: &Tensor, train: bool) -> Result<Stages> {
+        let pixel_values = pixel_values.to_device(self.placement.device).to_kind(self.placement.kind);
+        let tokens = self.vision.vision_model.forward(&pixel_values, false, false)?.last_hidden_state; // (B, P, d)
+        let (gamma, beta) = self.film_params()?; // (d), (d)
+        let tokens_film = modulate(&tokens, &gamma, &beta, self.config.film_strength); // (B, P, d)
+        let (h_g, h_l, h_tex) = pool(&tokens_film, self.config.local_mode)?; // (B, d), (B, 4d), (B, 2d)
+        let y = self.heads.sub_scores(&h_g, &h_l, &h_tex, train); // (B, 3)
+        let logit = self.heads.fuse(&y).to_kind(self.output_kind()); // (B)
+        let score = (&logit / self.config.tau_out).sigmoid() * 4.0; // (B) in [0, 4]
+        Ok(Stages { pixel_values, gamma, beta, tokens, tokens_film, h_g, h_l, h_tex, y, logit, score })
+    }
+
     /// Scores from `pixel_values`.
     ///
     /// # Shapes
     /// `pixel_values`: (B, 3, S, S) -> scores (B) in [0, 4], f32 (f64 for an f64 model).
     pub fn forward_t(&self, pixel_values: &Tensor, train: bool) -> Result<Tensor> {
-        let pixel_values = pixel_values.to_device(self.placement.device).to_kind(self.placement.kind);
-        let h = self.vision.vision_model.forward(&pixel_values, false, false)?.last_hidden_state; // (B, P, d)
-        let (gamma, beta) = self.film_params()?;
-        let h = modulate(&h, &gamma, &beta, self.config.film_strength); // (B, P, d)
-        let (h_g, h_l, h_tex) = pool(&h, self.config.local_mode)?;
-        let logit = self.heads.logit(&h_g, &h_l, &h_tex, train); // (B)
-        Ok((logit.to_kind(self.output_kind()) / self.config.tau_out).sigmoid() * 4.0)
+        Ok(self.forward_stages(pixel_values, train)?.score)
     }
 
     /// Scores of images in the model's input space, any size: (N, H, W) or (N, 1, H, W) -> (N).
