@@ -96,9 +96,9 @@ impl QualityCriterion for QualityModel {
 
     fn score(&self, images: &Tensor) -> Result<Tensor> {
         if images.requires_grad() {
-            self.score_images(images, false)
+            self.score_images(images)
         } else {
-            tch::no_grad(|| self.score_images(images, false))
+            tch::no_grad(|| self.score_images(images))
         }
     }
 }

@@ -28,6 +28,9 @@ pub enum Error {
     /// An evaluation metric is undefined for the given data.
     #[error(transparent)]
     Metric(#[from] crate::metrics::MetricError),
+    /// A long run was stopped on request; its last checkpoint is on disk.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
     /// A file-system operation failed.
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },

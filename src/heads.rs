@@ -1,7 +1,8 @@
 //! Multi-scale pooling, the three regression heads and their fusion (paper, section III-D, eq. 4-5).
+use crate::data::Rng;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use tch::{nn, nn::ModuleT, Tensor};
+use tch::{nn, Tensor};
 
 /// How the local branch pools the tokens into 4 regions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -58,11 +59,24 @@ impl Head {
     }
 }
 
-impl ModuleT for Head {
-    /// (B, in) -> (B, 1)
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        xs.apply(&self.fc1).gelu("none").dropout(self.dropout, train).apply(&self.fc2)
+impl Head {
+    /// (B, in) -> (B, 1); dropout is applied when a generator is given (training).
+    pub fn forward(&self, xs: &Tensor, dropout: Option<&mut Rng>) -> Tensor {
+        let hidden = xs.apply(&self.fc1).gelu("none");
+        let hidden = match dropout {
+            Some(rng) if self.dropout > 0.0 => &hidden * dropout_mask(&hidden, self.dropout, rng),
+            _ => hidden,
+        };
+        hidden.apply(&self.fc2)
     }
+}
+
+/// An inverted-dropout mask like `xs`, drawn from `rng` (not libtorch's global generator, so training
+/// is reproducible whatever else runs in the process).
+fn dropout_mask(xs: &Tensor, p: f64, rng: &mut Rng) -> Tensor {
+    let keep: Vec<f32> =
+        (0..xs.numel()).map(|_| if rng.uniform() < p { 0.0 } else { (1.0 / (1.0 - p)) as f32 }).collect();
+    Tensor::from_slice(&keep).view(xs.size().as_slice()).to_kind(xs.kind()).to_device(xs.device())
 }
 
 /// Widths of [`Heads`].
@@ -104,10 +118,16 @@ impl Heads {
     ///
     /// # Shapes
     /// (h_g (B, d), h_l (B, 4d), h_tex (B, 2d)) -> (B, 3)
-    pub fn sub_scores(&self, h_g: &Tensor, h_l: &Tensor, h_tex: &Tensor, train: bool) -> Tensor {
-        let y_g = self.head_global.forward_t(h_g, train); // (B, 1)
-        let y_l = self.head_local.forward_t(h_l, train);
-        let y_tex = self.head_texture.forward_t(h_tex, train);
+    pub fn sub_scores(
+        &self,
+        h_g: &Tensor,
+        h_l: &Tensor,
+        h_tex: &Tensor,
+        mut dropout: Option<&mut Rng>,
+    ) -> Tensor {
+        let y_g = self.head_global.forward(h_g, dropout.as_deref_mut()); // (B, 1)
+        let y_l = self.head_local.forward(h_l, dropout.as_deref_mut());
+        let y_tex = self.head_texture.forward(h_tex, dropout);
         Tensor::cat(&[y_g, y_l, y_tex], 1) // (B, 3)
     }
 

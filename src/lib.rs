@@ -12,6 +12,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod criterion;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod film;
@@ -20,9 +21,11 @@ pub mod heads;
 pub mod io;
 pub mod metrics;
 pub mod model;
+pub mod phantom;
 pub mod preprocess;
 pub mod siglip;
 pub mod simulate;
 pub mod tokenizer;
+pub mod train;
 
 pub use error::{Error, Result};

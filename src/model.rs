@@ -5,6 +5,7 @@
 //! `vision.safetensors` (a fine-tuned vision tower with HF key names, overriding the backbone's).
 //! The backbone is a SigLIP checkpoint folder, HF cache folder or cached repo id.
 use crate::checkpoint::Checkpoint;
+use crate::data::Rng;
 use crate::error::{Error, Result};
 use crate::film::{modulate, Film, FilmConfig};
 use crate::heads::{pool, Heads, HeadsConfig, LocalMode};
@@ -223,6 +224,20 @@ impl std::fmt::Debug for QualityModel {
     }
 }
 
+/// `backbone` as stored in ldctq.json of model folder `out`: relative when it lies inside the folder,
+/// absolute when it is another folder, unchanged when it is a repo id.
+pub fn backbone_ref(backbone: &str, out: &Path) -> Result<String> {
+    let path = Path::new(backbone);
+    if !path.exists() {
+        return Ok(backbone.to_string());
+    }
+    let abs = path.canonicalize().map_err(|e| Error::io(path, e))?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let out = out.canonicalize().map_err(|e| Error::io(out, e))?;
+    Ok(abs.strip_prefix(&out).map(|p| p.display().to_string()).unwrap_or_else(|_| abs.display().to_string()))
+}
+
+/// A backbone reference of ldctq.json, resolved against the model folder `dir` when it names a path inside it.
 pub fn resolve_backbone(backbone: &str, dir: Option<&Path>) -> String {
     match dir.map(|d| d.join(backbone)) {
         Some(p) if Path::new(backbone).is_relative() && p.exists() => p.display().to_string(),
@@ -267,8 +282,8 @@ impl QualityModel {
     /// A fresh, untrained model on `backbone` (heads randomly initialised from `seed`).
     pub fn init(config: QualityConfig, widths: Widths, seed: i64, at: Placement) -> Result<Self> {
         let backbone = Pretrained::open(&config.backbone)?;
-        tch::manual_seed(seed);
         let mut model = Self::build(config, backbone, widths, at)?;
+        init_linear_layers(&model.heads_vs, seed as u64)?;
         model.load_backbone_vision()?;
         model.heads_vs.set_kind(at.kind);
         model.freeze();
@@ -378,13 +393,22 @@ impl QualityModel {
     }
 
     /// Every stage of the forward pass, from `pixel_values` to the score (for tests and inspection).
-    pub fn forward_stages(&self, pixel_values: &Tensor, train: bool) -> Result<Stages> {
+    /// `dropout`: the generator of the heads' dropout masks when training, `None` in evaluation.
+    pub fn forward_stages(&self, pixel_values: &Tensor, dropout: Option<&mut Rng>) -> Result<Stages> {
         let pixel_values = pixel_values.to_device(self.placement.device).to_kind(self.placement.kind);
-        let tokens = self.vision.vision_model.forward(&pixel_values, false, false)?.last_hidden_state; // (B, P, d)
+        // A frozen tower on an input without gradient needs no graph (training the heads alone).
+        let vision_frozen = self.vision.vs.variables().values().all(|v| !v.requires_grad());
+        let run_vision = || self.vision.vision_model.forward(&pixel_values, false, false);
+        let out = if vision_frozen && !pixel_values.requires_grad() {
+            tch::no_grad(run_vision)
+        } else {
+            run_vision()
+        };
+        let tokens = out?.last_hidden_state; // (B, P, d)
         let (gamma, beta) = self.film_params()?; // (d), (d)
         let tokens_film = modulate(&tokens, &gamma, &beta, self.config.film_strength); // (B, P, d)
         let (h_g, h_l, h_tex) = pool(&tokens_film, self.config.local_mode)?; // (B, d), (B, 4d), (B, 2d)
-        let y = self.heads.sub_scores(&h_g, &h_l, &h_tex, train); // (B, 3)
+        let y = self.heads.sub_scores(&h_g, &h_l, &h_tex, dropout); // (B, 3)
         let logit = self.heads.fuse(&y).to_kind(self.output_kind()); // (B)
         let score = (&logit / self.config.tau_out).sigmoid() * 4.0; // (B) in [0, 4]
         Ok(Stages { pixel_values, gamma, beta, tokens, tokens_film, h_g, h_l, h_tex, y, logit, score })
@@ -394,18 +418,40 @@ impl QualityModel {
     ///
     /// # Shapes
     /// `pixel_values`: (B, 3, S, S) -> scores (B) in [0, 4], f32 (f64 for an f64 model).
-    pub fn forward_t(&self, pixel_values: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.forward_stages(pixel_values, train)?.score)
+    pub fn forward_t(&self, pixel_values: &Tensor, dropout: Option<&mut Rng>) -> Result<Tensor> {
+        Ok(self.forward_stages(pixel_values, dropout)?.score)
     }
 
     /// Scores of images in the model's input space, any size: (N, H, W) or (N, 1, H, W) -> (N).
     /// Differentiable with respect to `images` when they require grad.
-    pub fn score_images(&self, images: &Tensor, train: bool) -> Result<Tensor> {
+    pub fn score_images(&self, images: &Tensor) -> Result<Tensor> {
         // Preprocess in f32 (f64 for an f64 model); the vision tower casts to its own dtype.
         Preprocess::check(images)?;
         let pixel_values = self.config.preprocess().pixel_values(&images.to_kind(self.output_kind()))?;
-        self.forward_t(&pixel_values, train)
+        self.forward_t(&pixel_values, None)
     }
+}
+
+/// PyTorch's default `Linear` initialisation (uniform in +-1/sqrt(fan_in) for weight and bias), drawn from
+/// a seeded [`Rng`] rather than libtorch's global generator, so a seed gives the same heads everywhere.
+fn init_linear_layers(vs: &nn::VarStore, seed: u64) -> Result<()> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let fan_in: HashMap<String, i64> = vars
+        .iter()
+        .filter_map(|(n, t)| Some((n.strip_suffix(".weight")?.to_string(), *t.size().last()?)))
+        .collect();
+    let mut rng = Rng::new(seed);
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut t) in vars {
+            let layer = name.rsplit_once('.').map(|(l, _)| l).unwrap_or(&name);
+            let bound = 1.0 / (fan_in.get(layer).copied().unwrap_or(1) as f64).sqrt();
+            let values: Vec<f32> =
+                (0..t.numel()).map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32).collect();
+            t.f_copy_(&Tensor::from_slice(&values).view(t.size().as_slice()))?;
+        }
+        Ok(())
+    })
 }
 
 /// Reads the hidden widths from the shapes in `head.safetensors`.

@@ -16,7 +16,7 @@ fn check(name: &str) {
     let pixel_values = model.config.preprocess().pixel_values(images).unwrap();
     assert_close(&format!("{name} pixel_values"), &pixel_values, &want["pixel_values"], 1e-5);
     assert_close(&format!("{name} z_t"), &model.prompt_embedding().unwrap(), &want["z_t"], 1e-5);
-    let st = tch::no_grad(|| model.forward_stages(&want["pixel_values"], false)).unwrap();
+    let st = tch::no_grad(|| model.forward_stages(&want["pixel_values"], None)).unwrap();
     for (label, got) in [
         ("gamma", &st.gamma),
         ("beta", &st.beta),

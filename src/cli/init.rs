@@ -1,6 +1,6 @@
 //! `ldctq init`: a fresh, untrained model folder on a SigLIP backbone.
-use ldctq::model::{InputKind, QualityConfig, QualityModel, Widths};
-use std::path::{Path, PathBuf};
+use ldctq::model::{backbone_ref, InputKind, QualityConfig, QualityModel, Widths};
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -32,19 +32,6 @@ pub struct Args {
     /// Local pooling: sequence (the paper's) or grid (2x2 quadrants).
     #[arg(long, default_value = "sequence")]
     local_mode: String,
-}
-
-/// `backbone` as stored in ldctq.json: relative when it lies inside the model folder, absolute when it
-/// is another folder, unchanged when it is a repo id.
-fn backbone_ref(backbone: &str, out: &Path) -> anyhow::Result<String> {
-    let path = Path::new(backbone);
-    if !path.exists() {
-        return Ok(backbone.to_string());
-    }
-    let abs = path.canonicalize()?;
-    std::fs::create_dir_all(out)?;
-    let out = out.canonicalize()?;
-    Ok(abs.strip_prefix(&out).map(|p| p.display().to_string()).unwrap_or_else(|_| abs.display().to_string()))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

@@ -1,7 +1,9 @@
 //! Subcommands of the `ldctq` tool.
 mod embed;
+mod eval;
 mod init;
 mod score;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +23,10 @@ enum Command {
     Init(init::Args),
     /// Score CT images (files or folders: DICOM, TIFF, npy, PNG).
     Score(score::Args),
+    /// Train a model folder with the pairwise ranking loss (k-fold cross-validation).
+    Train(train::Args),
+    /// PLCC, SROCC, KROCC, Overall, MAE and RMSE of a model on a labelled set.
+    Eval(eval::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -28,6 +34,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Embed(args) => embed::run(args),
         Command::Init(args) => init::run(args),
         Command::Score(args) => score::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
     }
 }
 

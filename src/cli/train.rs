@@ -1,0 +1,146 @@
+//! `ldctq train`: k-fold ranking-loss training of a model folder; `ldctq eval`: the challenge metrics.
+use super::Runtime;
+use indicatif::{ProgressBar, ProgressStyle};
+use ldctq::data::Dataset;
+use ldctq::model::{backbone_ref, resolve_backbone, InputKind, QualityConfig, Widths};
+use ldctq::train::{Augment, Cache, Event, TrainConfig, Trainer, VisionTraining};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Training set: LDCTIQA2023 folder (image/ + labels json) or CSV manifest.
+    #[arg(long)]
+    data: PathBuf,
+    /// SigLIP backbone (folder, HF cache folder, or cached repo id).
+    #[arg(long)]
+    backbone: String,
+    /// Output model folder (also holds folds/, train_log.jsonl, train_summary.json).
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue from the last epoch checkpoints in --out.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, default_value_t = 22)]
+    epochs: usize,
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    #[arg(long, default_value_t = 2)]
+    accumulation: usize,
+    #[arg(long, default_value_t = 1e-5)]
+    lr: f64,
+    /// Learning rate of FiLM and heads (default: --lr).
+    #[arg(long)]
+    head_lr: Option<f64>,
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 0.0)]
+    lambda_mse: f64,
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// Train only this fold.
+    #[arg(long)]
+    fold: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Vision tower: full, frozen or last:N.
+    #[arg(long, default_value = "full")]
+    vision: VisionTraining,
+    /// Disable augmentation.
+    #[arg(long)]
+    no_augment: bool,
+    /// Input space of the images: unit or hu.
+    #[arg(long, default_value = "unit")]
+    input: String,
+    /// HU window "CENTER,WIDTH" (recorded for unit input; applied for hu input).
+    #[arg(long, value_parser = super::parse_window, allow_hyphen_values = true)]
+    window: Option<(f64, f64)>,
+    /// Model input size (default: the backbone's).
+    #[arg(long)]
+    image_size: Option<i64>,
+    #[arg(long, default_value_t = Widths::default().film_hidden)]
+    film_hidden: i64,
+    #[arg(long, default_value_t = Widths::default().head_hidden)]
+    head_hidden: i64,
+    #[arg(long, default_value_t = Widths::default().fusion_hidden)]
+    fusion_hidden: i64,
+    #[command(flatten)]
+    runtime: Runtime,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let data = Dataset::open(&args.data)?;
+    let pretrained = ldctq::siglip::Pretrained::open(&args.backbone)?;
+    let size = args.image_size.unwrap_or(pretrained.config.vision_config.image_size);
+    drop(pretrained);
+    let mut base = QualityConfig::new(&backbone_ref(&args.backbone, &args.out)?, size);
+    base.input = match args.input.as_str() {
+        "unit" => InputKind::Unit,
+        "hu" => InputKind::Hu,
+        other => anyhow::bail!("--input {other:?}: expected unit or hu"),
+    };
+    if let Some((c, w)) = args.window {
+        (base.window_center, base.window_width) = (c, w);
+    }
+    let config = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch,
+        accumulation: args.accumulation,
+        lr: args.lr,
+        head_lr: args.head_lr,
+        weight_decay: args.weight_decay,
+        lambda_mse: args.lambda_mse,
+        folds: args.folds,
+        only_fold: args.fold,
+        seed: args.seed,
+        vision: args.vision,
+        augment: (!args.no_augment).then(Augment::default),
+        ..TrainConfig::default()
+    };
+    let cache = Cache::load(&data, &base)?;
+    eprintln!("{} images from {}", data.samples.len(), args.data.display());
+    // The model folder stores the backbone relative to itself; the trainer opens it from here.
+    let stored_backbone = base.backbone.clone();
+    base.backbone = resolve_backbone(&base.backbone, Some(&args.out));
+    let widths = Widths {
+        film_hidden: args.film_hidden,
+        head_hidden: args.head_hidden,
+        fusion_hidden: args.fusion_hidden,
+    };
+    let trainer =
+        Trainer { base, widths, config, at: args.runtime.placement()?, out: args.out.clone(), cache: &cache };
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("fold {prefix} epoch {msg} {bar:30} {pos}/{len} batches eta {eta}")
+            .expect("valid template"),
+    );
+    let summary = trainer.run(args.resume, &mut |event| {
+        match event {
+        Event::FoldStart { fold, train, val, resumed_from } => {
+            bar.suspend(|| match resumed_from {
+                Some(e) => eprintln!("fold {fold}: {train} train / {val} val images, resuming after epoch {e}"),
+                None => eprintln!("fold {fold}: {train} train / {val} val images"),
+            });
+            bar.set_prefix(fold.to_string());
+        }
+        Event::Step { epoch, micro_batch, of, .. } => {
+            bar.set_length(of as u64);
+            bar.set_position(micro_batch as u64);
+            bar.set_message((epoch + 1).to_string());
+        }
+        Event::Epoch(log) => bar.suspend(|| {
+            eprintln!(
+                "fold {} epoch {:>2}: train loss {:.4}, val loss {:.4}, val MAE {:.3}, PLCC {:.3}, SROCC {:.3}, KROCC {:.3} ({:.1} s)",
+                log.fold, log.epoch, log.train_loss, log.val_loss, log.val_mae, log.val_plcc, log.val_srocc, log.val_krocc, log.seconds
+            )
+        }),
+        }
+        std::ops::ControlFlow::Continue(())
+    })?;
+    bar.finish_and_clear();
+    // Record the backbone as given relative to the model folder.
+    let cfg_path = args.out.join("ldctq.json");
+    let mut cfg = QualityConfig::from_file(&cfg_path)?;
+    cfg.backbone = stored_backbone;
+    ldctq::fsutil::write_atomic(&cfg_path, serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+    eprintln!("model folder {} (fold {} chosen by validation MAE)", args.out.display(), summary.chosen_fold);
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! Labelled image sets: the LDCTIQA2023 layout, CSV manifests, and folds for cross-validation.
+//!
+//! * LDCTIQA2023: a folder with `image/*.tif` (or `images/`) and a labels json
+//!   (`{"0000.tif": 2.8, ...}`: `train.json`, `test.json`, `test-ground-truth.json` or `labels.json`).
+//! * A CSV manifest `path,score[,frame]` (paths relative to the manifest), or a folder holding
+//!   `manifest.csv`: any readable image, e.g. DICOM series.
+//!
+//! Labels without images and images without labels are errors that list the offending names.
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One labelled image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub path: PathBuf,
+    /// Frame of a multi-frame file.
+    pub frame: usize,
+    /// Mean opinion score in [0, 4].
+    pub label: f64,
+    /// Full-dose reference image, when the set has one (`reference/` beside `image/`).
+    pub reference: Option<PathBuf>,
+}
+
+/// A labelled image set.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub root: PathBuf,
+    pub samples: Vec<Sample>,
+}
+
+const LABEL_FILES: [&str; 4] = ["train.json", "test.json", "test-ground-truth.json", "labels.json"];
+
+fn problem(path: &Path, msg: String) -> Error {
+    Error::InvalidInput(format!("{}: {msg}", path.display()))
+}
+
+fn listed(names: &[String]) -> String {
+    let shown: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
+    let more = names.len().saturating_sub(shown.len());
+    format!("{}{}", shown.join(", "), if more > 0 { format!(" and {more} more") } else { String::new() })
+}
+
+impl Dataset {
+    /// Opens a dataset folder or CSV manifest (see the module docs).
+    pub fn open(path: &Path) -> Result<Self> {
+        if path.is_file() {
+            return Self::from_manifest(path);
+        }
+        if !path.is_dir() {
+            return Err(Error::NotFound(format!("{}: no such dataset folder or manifest", path.display())));
+        }
+        if path.join("manifest.csv").is_file() {
+            return Self::from_manifest(&path.join("manifest.csv"));
+        }
+        let labels = LABEL_FILES.iter().map(|f| path.join(f)).find(|p| p.is_file()).ok_or_else(|| {
+            problem(path, format!("no labels file ({}) and no manifest.csv", LABEL_FILES.join(", ")))
+        })?;
+        let images = ["image", "images"]
+            .iter()
+            .map(|d| path.join(d))
+            .find(|p| p.is_dir())
+            .ok_or_else(|| problem(path, "no image/ folder beside the labels".into()))?;
+        Self::from_labels_json(path, &labels, &images)
+    }
+
+    fn from_labels_json(root: &Path, labels: &Path, images: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(labels).map_err(|e| Error::io(labels, e))?;
+        let map: BTreeMap<String, f64> = serde_json::from_str(&text)
+            .map_err(|e| problem(labels, format!("expected {{\"name.tif\": score}}: {e}")))?;
+        let mut on_disk: Vec<String> = std::fs::read_dir(images)
+            .map_err(|e| Error::io(images, e))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        on_disk.sort();
+        let missing: Vec<String> = map.keys().filter(|k| !images.join(k).is_file()).cloned().collect();
+        if !missing.is_empty() {
+            return Err(problem(
+                labels,
+                format!(
+                    "{} label(s) without an image in {}: {}",
+                    missing.len(),
+                    images.display(),
+                    listed(&missing)
+                ),
+            ));
+        }
+        let unlabelled: Vec<String> = on_disk.iter().filter(|n| !map.contains_key(*n)).cloned().collect();
+        if !unlabelled.is_empty() {
+            return Err(problem(
+                images,
+                format!(
+                    "{} image(s) without a label in {}: {}",
+                    unlabelled.len(),
+                    labels.display(),
+                    listed(&unlabelled)
+                ),
+            ));
+        }
+        let refs = root.join("reference");
+        let samples = map
+            .into_iter()
+            .map(|(name, label)| {
+                check_label(labels, &name, label)?;
+                let reference = Some(refs.join(&name)).filter(|p| p.is_file());
+                Ok(Sample { path: images.join(&name), frame: 0, label, reference })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { root: root.to_path_buf(), samples })
+    }
+
+    /// A CSV manifest: a header line `path,score` (optionally `,frame`), then one row per image.
+    pub fn from_manifest(csv: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(csv).map_err(|e| Error::io(csv, e))?;
+        let base = csv.parent().unwrap_or(Path::new("."));
+        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let header: Vec<String> = match lines.next() {
+            Some((_, h)) => h.split(',').map(|c| c.trim().to_ascii_lowercase()).collect(),
+            None => return Err(problem(csv, "empty manifest".into())),
+        };
+        let col = |name: &str| header.iter().position(|c| c == name);
+        let (pcol, scol, fcol) = match (col("path"), col("score")) {
+            (Some(p), Some(s)) => (p, s, col("frame")),
+            _ => {
+                return Err(problem(csv, format!("header must name path and score columns, got {header:?}")))
+            }
+        };
+        let mut samples = Vec::new();
+        let mut missing = Vec::new();
+        for (i, line) in lines {
+            let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+            let get = |c: usize| {
+                cells.get(c).copied().ok_or_else(|| problem(csv, format!("line {}: too few columns", i + 1)))
+            };
+            let path = base.join(get(pcol)?);
+            let label: f64 = get(scol)?
+                .parse()
+                .map_err(|_| problem(csv, format!("line {}: bad score {:?}", i + 1, cells[scol])))?;
+            check_label(csv, &format!("line {}", i + 1), label)?;
+            let frame = match fcol {
+                Some(c) => get(c)?.parse().map_err(|_| problem(csv, format!("line {}: bad frame", i + 1)))?,
+                None => 0,
+            };
+            if !path.is_file() {
+                missing.push(path.display().to_string());
+            }
+            samples.push(Sample { path, frame, label, reference: None });
+        }
+        if !missing.is_empty() {
+            return Err(problem(
+                csv,
+                format!("{} listed file(s) do not exist: {}", missing.len(), listed(&missing)),
+            ));
+        }
+        if samples.is_empty() {
+            return Err(problem(csv, "no rows".into()));
+        }
+        Ok(Self { root: base.to_path_buf(), samples })
+    }
+
+    pub fn labels(&self) -> Vec<f64> {
+        self.samples.iter().map(|s| s.label).collect()
+    }
+}
+
+fn check_label(file: &Path, what: &str, label: f64) -> Result<()> {
+    if !(0.0..=4.0).contains(&label) {
+        return Err(problem(file, format!("{what}: score {label} is outside [0, 4]")));
+    }
+    Ok(())
+}
+
+/// A small deterministic PRNG (splitmix64), identical on every platform.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// A generator for a sub-stream, e.g. (seed, fold, epoch).
+    pub fn derive(parts: &[u64]) -> Self {
+        let mut r = Self(0x5EED);
+        for &p in parts {
+            r.0 ^= p;
+            r.next_u64();
+        }
+        r
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Fisher-Yates shuffle.
+    pub fn shuffle<T>(&mut self, xs: &mut [T]) {
+        for i in (1..xs.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            xs.swap(i, j);
+        }
+    }
+}
+
+/// Assigns each sample to one of `k` folds, stratified by label: samples are ordered by label (ties in
+/// a seeded random order) and dealt round-robin, so every fold spans the whole score range.
+pub fn stratified_folds(labels: &[f64], k: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    Rng::new(seed).shuffle(&mut order);
+    order.sort_by(|&a, &b| labels[a].total_cmp(&labels[b])); // stable: ties keep the shuffled order
+    let mut fold = vec![0; labels.len()];
+    let mut rng = Rng::derive(&[seed, 1]);
+    for chunk in order.chunks(k) {
+        let mut ids: Vec<usize> = (0..k).collect();
+        rng.shuffle(&mut ids);
+        for (&i, f) in chunk.iter().zip(ids) {
+            fold[i] = f;
+        }
+    }
+    fold
+}

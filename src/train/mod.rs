@@ -1,0 +1,497 @@
+//! The ranking-loss trainer (paper, sections III-E and IV-B).
+//!
+//! k-fold cross-validation (seeded, stratified by score); per fold: AdamW with cosine annealing,
+//! micro-batches with gradient accumulation, augmentation, a checkpoint of the best validation loss,
+//! and a resumable checkpoint after every epoch (weights, optimizer moments, counters). The final model
+//! is the fold whose best checkpoint has the lowest validation MAE (as in the paper).
+//!
+//! Determinism: data order, augmentation and dropout are drawn from generators keyed by
+//! (seed, fold, epoch), so a run resumed from an epoch checkpoint ends with the same weights as an
+//! uninterrupted one (same device, dtype and thread count).
+mod adamw;
+mod augment;
+mod loss;
+
+pub use adamw::AdamW;
+pub use augment::Augment;
+pub use loss::ranking_loss;
+
+use crate::data::{stratified_folds, Dataset, Rng};
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::metrics;
+use crate::model::{QualityConfig, QualityModel, Widths};
+use crate::preprocess::resize_bicubic;
+use crate::siglip::Placement;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use tch::{Kind, Tensor};
+
+/// Which parameters of the vision tower train (FiLM and heads always do; the text tower never).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisionTraining {
+    Frozen,
+    Full,
+    /// The last N encoder blocks and the post-LN.
+    LastBlocks(usize),
+}
+
+impl std::str::FromStr for VisionTraining {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "frozen" => Ok(Self::Frozen),
+            "full" => Ok(Self::Full),
+            _ => s
+                .strip_prefix("last:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::LastBlocks)
+                .ok_or_else(|| format!("{s:?}: expected frozen, full or last:N")),
+        }
+    }
+}
+
+/// Training settings; defaults are the paper's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    /// Images per micro-batch (the ranking loss sees the pairs within one micro-batch).
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub accumulation: usize,
+    /// AdamW learning rate of the vision tower (and of the heads unless `head_lr` is set).
+    pub lr: f64,
+    /// Learning rate of FiLM and heads.
+    pub head_lr: Option<f64>,
+    pub weight_decay: f64,
+    pub tau_rank: f64,
+    pub lambda_mse: f64,
+    pub folds: usize,
+    /// Train only this fold (the others still define the split).
+    pub only_fold: Option<usize>,
+    pub seed: u64,
+    pub vision: VisionTraining,
+    pub augment: Option<Augment>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 22,
+            batch_size: 4,
+            accumulation: 2,
+            lr: 1e-5,
+            head_lr: None,
+            weight_decay: 1e-4,
+            tau_rank: 0.5,
+            lambda_mse: 0.0,
+            folds: 5,
+            only_fold: None,
+            seed: 0,
+            vision: VisionTraining::Full,
+            augment: Some(Augment::default()),
+        }
+    }
+}
+
+/// Cosine annealing from `base` to 0 over `total` optimizer steps (`CosineAnnealingLR`, eta_min 0).
+pub fn cosine_lr(base: f64, step: usize, total: usize) -> f64 {
+    if total == 0 {
+        return base;
+    }
+    0.5 * base * (1.0 + (std::f64::consts::PI * step.min(total) as f64 / total as f64).cos())
+}
+
+/// Validation figures of one epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub fold: usize,
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub val_mae: f64,
+    pub val_plcc: f64,
+    pub val_srocc: f64,
+    pub val_krocc: f64,
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+/// What the trainer reports while it runs.
+#[derive(Debug)]
+pub enum Event<'a> {
+    FoldStart { fold: usize, train: usize, val: usize, resumed_from: Option<usize> },
+    Step { fold: usize, epoch: usize, micro_batch: usize, of: usize, loss: f64 },
+    Epoch(&'a EpochLog),
+}
+
+/// Counters of an epoch checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    epochs_done: usize,
+    opt_steps: i64,
+    best_val_loss: f64,
+    best_val_mae: f64,
+    best_epoch: usize,
+    seed: u64,
+    fold: usize,
+}
+
+/// Result of a whole run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainSummary {
+    pub chosen_fold: usize,
+    /// (fold, best validation loss, its validation MAE).
+    pub folds: Vec<(usize, f64, f64)>,
+    pub config: TrainConfig,
+}
+
+/// Images of a dataset loaded once, resized to the model size, in the model's input space.
+pub struct Cache {
+    pub images: Tensor, // (N, 1, S, S)
+    pub labels: Tensor, // (N)
+}
+
+impl Cache {
+    pub fn load(data: &Dataset, model: &QualityConfig) -> Result<Self> {
+        let s = model.image_size;
+        let mut frames = Vec::with_capacity(data.samples.len());
+        for sample in &data.samples {
+            let slices = crate::io::read_image(&sample.path)?;
+            let all = model.images_from(&slices, None)?;
+            let n = all.size()[0] as usize;
+            if sample.frame >= n {
+                return Err(Error::InvalidInput(format!(
+                    "{}: frame {} of {n}",
+                    sample.path.display(),
+                    sample.frame
+                )));
+            }
+            let x = all.get(sample.frame as i64).unsqueeze(0).unsqueeze(0); // (1, 1, H, W)
+            let (h, w) = (x.size()[2], x.size()[3]);
+            frames.push(if (h, w) == (s, s) { x } else { resize_bicubic(&x, s, s) });
+        }
+        let labels = Tensor::from_slice(&data.labels()).to_kind(Kind::Float);
+        Ok(Self { images: Tensor::cat(&frames, 0), labels })
+    }
+}
+
+/// The trainer: a dataset cache, settings and an output folder.
+pub struct Trainer<'a> {
+    pub base: QualityConfig,
+    pub widths: Widths,
+    pub config: TrainConfig,
+    pub at: Placement,
+    pub out: PathBuf,
+    pub cache: &'a Cache,
+}
+
+fn set_trainable(model: &mut QualityModel, vision: VisionTraining) {
+    model.heads_vs.unfreeze();
+    let layers = model.vision.vision_model.config().num_hidden_layers as usize;
+    for (name, v) in model.vision.vs.variables() {
+        let block = name
+            .strip_prefix("vision_model.encoder.layers.")
+            .and_then(|r| r.split('.').next()?.parse::<usize>().ok());
+        let train = match vision {
+            VisionTraining::Frozen => false,
+            VisionTraining::Full => true,
+            VisionTraining::LastBlocks(n) => {
+                block.map_or(name.contains("post_layernorm"), |i| i + n >= layers)
+            }
+        };
+        let _ = v.set_requires_grad(train);
+    }
+}
+
+fn trainable(vs: &tch::nn::VarStore) -> Vec<(String, Tensor)> {
+    vs.variables().into_iter().filter(|(_, v)| v.requires_grad()).collect()
+}
+
+/// Replaces folder `dst` by `tmp` (complete) so that `dst` is never half-written.
+fn swap_dir(tmp: &Path, dst: &Path) -> Result<()> {
+    let old = dst.with_extension("old");
+    let _ = std::fs::remove_dir_all(&old);
+    if dst.exists() {
+        std::fs::rename(dst, &old).map_err(|e| Error::io(dst, e))?;
+    }
+    std::fs::rename(tmp, dst).map_err(|e| Error::io(dst, e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+impl Trainer<'_> {
+    /// Scores of cached images `idx` (no graph).
+    fn predict(&self, model: &QualityModel, idx: &[i64]) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let pre = model.config.preprocess();
+        let mut out = Vec::new();
+        for chunk in idx.chunks(16) {
+            let x = self.cache.images.index_select(0, &Tensor::from_slice(chunk));
+            out.push(
+                model
+                    .forward_t(&pre.pixel_values(&x)?, None)?
+                    .to_kind(Kind::Float)
+                    .to_device(tch::Device::Cpu),
+            );
+        }
+        Ok(Tensor::cat(&out, 0))
+    }
+
+    /// Trains every fold (or `only_fold`) and writes the chosen model to `out`. `on_event` sees the
+    /// progress; returning `Break` after an epoch stops the run with [`Error::Interrupted`] once that
+    /// epoch's checkpoint is written.
+    pub fn run(
+        &self,
+        resume: bool,
+        on_event: &mut dyn FnMut(Event) -> ControlFlow<()>,
+    ) -> Result<TrainSummary> {
+        let c = &self.config;
+        if c.folds < 2 || c.batch_size < 2 || c.accumulation == 0 || c.epochs == 0 {
+            return Err(Error::InvalidInput(
+                "need folds >= 2, batch_size >= 2, accumulation >= 1, epochs >= 1".into(),
+            ));
+        }
+        let labels = Vec::<f64>::try_from(self.cache.labels.to_kind(Kind::Double))?;
+        if labels.len() < 2 * c.folds {
+            return Err(Error::InvalidInput(format!(
+                "{} images are too few for {} folds",
+                labels.len(),
+                c.folds
+            )));
+        }
+        let assign = stratified_folds(&labels, c.folds, c.seed);
+        std::fs::create_dir_all(&self.out).map_err(|e| Error::io(&self.out, e))?;
+        let folds: Vec<usize> = match c.only_fold {
+            Some(f) if f < c.folds => vec![f],
+            Some(f) => return Err(Error::InvalidInput(format!("fold {f} of {}", c.folds))),
+            None => (0..c.folds).collect(),
+        };
+        let mut results = Vec::new();
+        for &fold in &folds {
+            let (best_loss, best_mae) = self.run_fold(fold, &assign, resume, on_event)?;
+            results.push((fold, best_loss, best_mae));
+        }
+        let chosen =
+            results.iter().min_by(|a, b| a.2.total_cmp(&b.2)).map(|r| r.0).expect("at least one fold");
+        let best = self.fold_dir(chosen).join("best");
+        for f in ["ldctq.json", "head.safetensors", "vision.safetensors"] {
+            if best.join(f).is_file() {
+                let bytes = std::fs::read(best.join(f)).map_err(|e| Error::io(best.join(f), e))?;
+                write_atomic(&self.out.join(f), &bytes)?;
+            }
+        }
+        let summary = TrainSummary { chosen_fold: chosen, folds: results, config: self.config.clone() };
+        write_atomic(
+            &self.out.join("train_summary.json"),
+            serde_json::to_string_pretty(&summary).expect("serializes").as_bytes(),
+        )?;
+        Ok(summary)
+    }
+
+    fn fold_dir(&self, fold: usize) -> PathBuf {
+        self.out.join("folds").join(format!("fold-{fold}"))
+    }
+
+    fn run_fold(
+        &self,
+        fold: usize,
+        assign: &[usize],
+        resume: bool,
+        on_event: &mut dyn FnMut(Event) -> ControlFlow<()>,
+    ) -> Result<(f64, f64)> {
+        let c = &self.config;
+        let dir = self.fold_dir(fold);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let train_idx: Vec<i64> =
+            (0..assign.len()).filter(|&i| assign[i] != fold).map(|i| i as i64).collect();
+        let val_idx: Vec<i64> = (0..assign.len()).filter(|&i| assign[i] == fold).map(|i| i as i64).collect();
+
+        let mut model =
+            QualityModel::init(self.base.clone(), self.widths, c.seed as i64 + fold as i64, self.at)?;
+        set_trainable(&mut model, c.vision);
+        let train_vision = !trainable(&model.vision.vs).is_empty();
+        let mut opt_vision = AdamW::new(trainable(&model.vision.vs), c.weight_decay);
+        let mut opt_heads = AdamW::new(trainable(&model.heads_vs), c.weight_decay);
+        let (lr_v, lr_h) = (c.lr, c.head_lr.unwrap_or(c.lr));
+
+        let ckpt = dir.join("last");
+        let mut state = State {
+            epochs_done: 0,
+            opt_steps: 0,
+            best_val_loss: f64::INFINITY,
+            best_val_mae: f64::INFINITY,
+            best_epoch: 0,
+            seed: c.seed,
+            fold,
+        };
+        let resumed = resume && ckpt.join("state.json").is_file();
+        if resumed {
+            state = self.restore(&ckpt, &mut model, &mut opt_vision, &mut opt_heads)?;
+        }
+        let _ = on_event(Event::FoldStart {
+            fold,
+            train: train_idx.len(),
+            val: val_idx.len(),
+            resumed_from: resumed.then_some(state.epochs_done),
+        });
+
+        let micro_per_epoch = train_idx.len().div_ceil(c.batch_size);
+        let total_steps = micro_per_epoch.div_ceil(c.accumulation) * c.epochs;
+        let pre = model.config.preprocess();
+        let value_range =
+            if model.config.input == crate::model::InputKind::Hu { model.config.window_width } else { 1.0 };
+        for epoch in state.epochs_done..c.epochs {
+            let start = std::time::Instant::now();
+            let mut rng = Rng::derive(&[c.seed, fold as u64, epoch as u64]);
+            let mut order = train_idx.clone();
+            rng.shuffle(&mut order);
+            let (mut loss_sum, mut lr_now) = (0.0, lr_h);
+            for (mb, chunk) in order.chunks(c.batch_size).enumerate() {
+                let idx = Tensor::from_slice(chunk);
+                let mut x = self.cache.images.index_select(0, &idx).to_device(self.at.device);
+                if let Some(aug) = &c.augment {
+                    x = aug.apply(&x, value_range, &mut rng);
+                }
+                let y = self.cache.labels.index_select(0, &idx);
+                let pred = model.forward_t(&pre.pixel_values(&x)?, Some(&mut rng))?;
+                let loss = ranking_loss(&pred, &y, c.tau_rank, c.lambda_mse);
+                (&loss / c.accumulation as f64).backward();
+                let l = loss.double_value(&[]);
+                loss_sum += l;
+                let _ =
+                    on_event(Event::Step { fold, epoch, micro_batch: mb + 1, of: micro_per_epoch, loss: l });
+                if (mb + 1) % c.accumulation == 0 || mb + 1 == micro_per_epoch {
+                    let step = state.opt_steps as usize;
+                    lr_now = cosine_lr(lr_h, step, total_steps);
+                    if train_vision {
+                        opt_vision.step(cosine_lr(lr_v, step, total_steps));
+                    }
+                    opt_heads.step(lr_now);
+                    opt_vision.zero_grad();
+                    opt_heads.zero_grad();
+                    state.opt_steps += 1;
+                }
+            }
+            // Validation: ranking loss over all untied pairs, MAE and the challenge metrics.
+            let pred = self.predict(&model, &val_idx)?;
+            let y = self.cache.labels.index_select(0, &Tensor::from_slice(&val_idx));
+            let val_loss = ranking_loss(&pred, &y, c.tau_rank, c.lambda_mse).double_value(&[]);
+            let (p, t) = (
+                Vec::<f64>::try_from(pred.to_kind(Kind::Double))?,
+                Vec::<f64>::try_from(y.to_kind(Kind::Double))?,
+            );
+            let mae = metrics::mae(&p, &t)?;
+            let corr = |f: fn(&[f64], &[f64]) -> std::result::Result<f64, metrics::MetricError>| {
+                f(&p, &t).unwrap_or(f64::NAN)
+            };
+            let log = EpochLog {
+                fold,
+                epoch: epoch + 1,
+                train_loss: loss_sum / micro_per_epoch as f64,
+                val_loss,
+                val_mae: mae,
+                val_plcc: corr(metrics::plcc),
+                val_srocc: corr(metrics::srocc),
+                val_krocc: corr(metrics::krocc),
+                lr: lr_now,
+                seconds: start.elapsed().as_secs_f64(),
+            };
+            state.epochs_done = epoch + 1;
+            if val_loss < state.best_val_loss {
+                (state.best_val_loss, state.best_val_mae, state.best_epoch) = (val_loss, mae, epoch + 1);
+                let tmp = dir.join("best.tmp");
+                let _ = std::fs::remove_dir_all(&tmp);
+                model.save(&tmp, train_vision)?;
+                swap_dir(&tmp, &dir.join("best"))?;
+            }
+            self.checkpoint(&ckpt, &model, train_vision, &opt_vision, &opt_heads, &state)?;
+            let line = serde_json::to_string(&log).expect("serializes") + "\n";
+            append_line(&self.out.join("train_log.jsonl"), &line)?;
+            if on_event(Event::Epoch(&log)).is_break() && epoch + 1 < c.epochs {
+                return Err(Error::Interrupted(format!(
+                    "fold {fold} stopped after epoch {}; its checkpoint is in {}",
+                    epoch + 1,
+                    ckpt.display()
+                )));
+            }
+        }
+        Ok((state.best_val_loss, state.best_val_mae))
+    }
+
+    fn checkpoint(
+        &self,
+        ckpt: &Path,
+        model: &QualityModel,
+        with_vision: bool,
+        ov: &AdamW,
+        oh: &AdamW,
+        state: &State,
+    ) -> Result<()> {
+        let tmp = ckpt.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        model.save(&tmp, with_vision)?;
+        let mut opt: Vec<(String, Tensor)> =
+            ov.state().into_iter().map(|(k, v)| (format!("vision/{k}"), v)).collect();
+        opt.extend(oh.state().into_iter().map(|(k, v)| (format!("heads/{k}"), v)));
+        if !opt.is_empty() {
+            Tensor::write_safetensors(&opt, tmp.join("optimizer.safetensors"))?;
+        }
+        let json = serde_json::json!({ "state": state, "steps_vision": ov.step, "steps_heads": oh.step });
+        write_atomic(&tmp.join("state.json"), json.to_string().as_bytes())?;
+        swap_dir(&tmp, ckpt)
+    }
+
+    fn restore(
+        &self,
+        ckpt: &Path,
+        model: &mut QualityModel,
+        ov: &mut AdamW,
+        oh: &mut AdamW,
+    ) -> Result<State> {
+        let text = std::fs::read_to_string(ckpt.join("state.json"))
+            .map_err(|e| Error::io(ckpt.join("state.json"), e))?;
+        let bad = |m: String| Error::Config { path: ckpt.join("state.json"), msg: m };
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let state: State = serde_json::from_value(json["state"].clone()).map_err(|e| bad(e.to_string()))?;
+        if state.seed != self.config.seed || state.fold >= self.config.folds {
+            return Err(bad(format!(
+                "checkpoint of seed {} fold {} does not match this run",
+                state.seed, state.fold
+            )));
+        }
+        let loaded = QualityModel::load(ckpt, self.at)?;
+        tch::no_grad(|| -> Result<()> {
+            for (dst, src) in [(&model.heads_vs, &loaded.heads_vs), (&model.vision.vs, &loaded.vision.vs)] {
+                let src = src.variables();
+                for (name, mut v) in dst.variables() {
+                    v.f_copy_(&src[&name])?;
+                }
+            }
+            Ok(())
+        })?;
+        let opt: HashMap<String, Tensor> = if ckpt.join("optimizer.safetensors").is_file() {
+            Tensor::read_safetensors(ckpt.join("optimizer.safetensors"))?.into_iter().collect()
+        } else {
+            HashMap::new()
+        };
+        let part = |prefix: &str| -> HashMap<String, Tensor> {
+            opt.iter()
+                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.shallow_clone())))
+                .collect()
+        };
+        ov.load_state(&part("vision/"), json["steps_vision"].as_i64().unwrap_or(0))?;
+        oh.load_state(&part("heads/"), json["steps_heads"].as_i64().unwrap_or(0))?;
+        Ok(state)
+    }
+}
+
+fn append_line(path: &Path, line: &str) -> Result<()> {
+    use std::io::Write;
+    let mut f =
+        std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+    f.write_all(line.as_bytes()).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,214 @@
+//! Trainer: the loss against a hand computation, the schedule, the folds, exact resume, and a smoke
+//! run whose loss falls.
+mod common;
+
+use common::{fixture, temp_dir};
+use ldctq::data::{stratified_folds, Dataset};
+use ldctq::model::{QualityConfig, QualityModel, Widths};
+use ldctq::siglip::Placement;
+use ldctq::train::{cosine_lr, ranking_loss, Cache, Event, TrainConfig, Trainer, VisionTraining};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use tch::{Kind, Tensor};
+
+#[test]
+fn ranking_loss_matches_a_hand_computation_and_its_gradient() {
+    let (p, y, tau) = ([1.0f64, 2.0, 0.5], [3.0f64, 1.0, 1.0], 0.5);
+    let softplus = |x: f64| (1.0 + x.exp()).ln();
+    let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let (mut total, mut pairs, mut grad) = (0.0, 0.0, [0.0; 3]);
+    for i in 0..3 {
+        for j in 0..3 {
+            if y[i] != y[j] {
+                let s = (y[i] - y[j]).signum();
+                total += softplus(-s * (p[i] - p[j]) / tau);
+                pairs += 1.0;
+                let d = -s / tau * sigmoid(-s * (p[i] - p[j]) / tau); // d term / d (p_i - p_j)
+                grad[i] += d;
+                grad[j] -= d;
+            }
+        }
+    }
+    let want = total / pairs;
+    assert!((want - 1.2200950).abs() < 1e-6, "hand value {want}");
+    let pred = Tensor::from_slice(&p).set_requires_grad(true);
+    let loss = ranking_loss(&pred, &Tensor::from_slice(&y), tau, 0.0);
+    assert!((loss.double_value(&[]) - want).abs() < 1e-12);
+    loss.backward();
+    for (k, g) in grad.iter().enumerate() {
+        assert!((pred.grad().double_value(&[k as i64]) - g / pairs).abs() < 1e-12);
+    }
+    // With the MSE term.
+    let mse: f64 = p.iter().zip(&y).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / 3.0;
+    let both = ranking_loss(&Tensor::from_slice(&p), &Tensor::from_slice(&y), tau, 0.3).double_value(&[]);
+    assert!((both - (want + 0.3 * mse)).abs() < 1e-12);
+}
+
+#[test]
+fn a_batch_without_untied_pairs_gives_zero_not_nan() {
+    let pred = Tensor::from_slice(&[0.3f32, 2.0, 1.0]).set_requires_grad(true);
+    let loss = ranking_loss(&pred, &Tensor::from_slice(&[2.0f32, 2.0, 2.0]), 0.5, 0.0);
+    assert_eq!(loss.double_value(&[]), 0.0);
+    loss.backward();
+    assert_eq!(pred.grad().abs().sum(Kind::Float).double_value(&[]), 0.0);
+}
+
+#[test]
+fn cosine_schedule_values() {
+    assert_eq!(cosine_lr(1e-3, 0, 100), 1e-3);
+    assert!((cosine_lr(1e-3, 50, 100) - 5e-4).abs() < 1e-15);
+    assert!(
+        (cosine_lr(1e-3, 25, 100) - 1e-3 * (0.5 + 0.5 * (std::f64::consts::PI / 4.0).cos())).abs() < 1e-15
+    );
+    assert!(cosine_lr(1e-3, 100, 100).abs() < 1e-18);
+    assert!(cosine_lr(1e-3, 150, 100).abs() < 1e-18);
+}
+
+#[test]
+fn folds_are_stratified_and_deterministic() {
+    let labels: Vec<f64> = (0..103).map(|i| ((i * 7919) % 21) as f64 * 0.2).collect();
+    let a = stratified_folds(&labels, 5, 42);
+    assert_eq!(a, stratified_folds(&labels, 5, 42));
+    assert_ne!(a, stratified_folds(&labels, 5, 43));
+    let overall = labels.iter().sum::<f64>() / labels.len() as f64;
+    for f in 0..5 {
+        let fold: Vec<f64> = labels.iter().zip(&a).filter(|(_, &k)| k == f).map(|(l, _)| *l).collect();
+        assert!((20..=21).contains(&fold.len()), "fold {f} has {}", fold.len());
+        let mean = fold.iter().sum::<f64>() / fold.len() as f64;
+        assert!((mean - overall).abs() < 0.25, "fold {f} mean {mean} vs {overall}");
+        assert!(
+            fold.iter().any(|&l| l < 0.5) && fold.iter().any(|&l| l > 3.5),
+            "fold {f} misses an end of the range"
+        );
+    }
+}
+
+/// A tiny LDCTIQA2023-layout set: smooth images whose noise grows as the label falls.
+fn synthetic_set(n: usize) -> PathBuf {
+    let dir = temp_dir("set");
+    std::fs::create_dir_all(dir.join("image")).unwrap();
+    let mut labels = serde_json::Map::new();
+    tch::manual_seed(5);
+    for i in 0..n {
+        let label = ((i * 37) % 21) as f64 * 0.2;
+        let ramp = Tensor::linspace(0.2, 0.8, 16, tch::kind::FLOAT_CPU);
+        let noise = Tensor::randn([16, 16], tch::kind::FLOAT_CPU) * ((4.0 - label) * 0.06);
+        let img = (ramp.unsqueeze(0) + ramp.unsqueeze(1) * 0.5 + noise).clamp(0.0, 1.0);
+        let arr =
+            ndarray::Array2::from_shape_vec((16, 16), Vec::<f32>::try_from(img.flatten(0, -1)).unwrap())
+                .unwrap();
+        let name = format!("{i:04}.tif");
+        ldctq::io::write_tiff_f32(&dir.join("image").join(&name), &arr.view()).unwrap();
+        labels.insert(name, serde_json::json!(label));
+    }
+    std::fs::write(dir.join("train.json"), serde_json::to_string(&labels).unwrap()).unwrap();
+    dir
+}
+
+fn trainer_config(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 4,
+        accumulation: 2,
+        lr: 1e-3,
+        head_lr: Some(3e-3),
+        folds: 3,
+        only_fold: Some(1),
+        seed: 9,
+        vision: VisionTraining::LastBlocks(1),
+        ..TrainConfig::default()
+    }
+}
+
+/// Trains; with `stop_after`, stops (as if killed) once that epoch's checkpoint is written.
+fn train(data: &Path, out: &Path, config: TrainConfig, resume: bool, stop_after: Option<usize>) -> Vec<f64> {
+    let base = QualityConfig::new(fixture("siglip/tiny_a").to_str().unwrap(), 16);
+    let cache = Cache::load(&Dataset::open(data).unwrap(), &base).unwrap();
+    let widths = Widths { film_hidden: 8, head_hidden: 8, fusion_hidden: 4 };
+    let t = Trainer { base, widths, config, at: Placement::default(), out: out.to_path_buf(), cache: &cache };
+    let mut losses = Vec::new();
+    let result = t.run(resume, &mut |e| {
+        if let Event::Epoch(log) = e {
+            losses.push(log.train_loss);
+            if Some(log.epoch) == stop_after {
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    match (result, stop_after) {
+        (Ok(_), None) => {}
+        (Err(ldctq::Error::Interrupted(_)), Some(_)) => {}
+        (other, _) => panic!("unexpected training result {other:?}"),
+    }
+    losses
+}
+
+fn weights(dir: &Path) -> Vec<(String, Tensor)> {
+    let mut all = Tensor::read_safetensors(dir.join("head.safetensors")).unwrap();
+    all.extend(Tensor::read_safetensors(dir.join("vision.safetensors")).unwrap());
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
+
+#[test]
+fn resumed_training_ends_with_the_same_weights() {
+    tch::set_num_threads(1);
+    let data = synthetic_set(24);
+    let straight = temp_dir("straight");
+    train(&data, &straight, trainer_config(3), false, None);
+    let resumed = temp_dir("resumed");
+    train(&data, &resumed, trainer_config(3), false, Some(1)); // "killed" after epoch 1
+    assert!(!resumed.join("ldctq.json").exists());
+    let later = train(&data, &resumed, trainer_config(3), true, None);
+    assert_eq!(later.len(), 2, "resume should run epochs 2 and 3 only");
+    let (a, b) = (weights(&straight.join("folds/fold-1/last")), weights(&resumed.join("folds/fold-1/last")));
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert_eq!(common::max_abs_diff(ta, tb), 0.0, "{na} differs after resume");
+    }
+    // The chosen model loads as a model folder.
+    QualityModel::load(&resumed, Placement::default()).unwrap();
+}
+
+#[test]
+fn smoke_training_lowers_the_loss() {
+    let data = synthetic_set(30);
+    let out = temp_dir("smoke");
+    let losses = train(
+        &data,
+        &out,
+        TrainConfig {
+            vision: VisionTraining::Frozen,
+            augment: None,
+            head_lr: Some(1e-2),
+            ..trainer_config(12)
+        },
+        false,
+        None,
+    );
+    println!("train losses {losses:?}");
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    assert!(last < 0.8 * first, "loss did not fall: {losses:?}");
+    let log = std::fs::read_to_string(out.join("train_log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 12);
+    assert!(out.join("ldctq.json").is_file() && out.join("train_summary.json").is_file());
+}
+
+#[test]
+fn dataset_errors_name_the_missing_files() {
+    let data = synthetic_set(4);
+    std::fs::remove_file(data.join("image/0002.tif")).unwrap();
+    let err = Dataset::open(&data).unwrap_err().to_string();
+    assert!(err.contains("0002.tif") && err.contains("without an image"), "{err}");
+    std::fs::write(data.join("image/0002.tif"), b"x").unwrap();
+    std::fs::write(data.join("image/extra.tif"), b"x").unwrap();
+    let err = Dataset::open(&data).unwrap_err().to_string();
+    assert!(err.contains("extra.tif") && err.contains("without a label"), "{err}");
+    let csv = data.join("m.csv");
+    std::fs::write(&csv, "path,score\nimage/0000.tif,2.0\nimage/nope.tif,1.0\n").unwrap();
+    assert!(Dataset::open(&csv).unwrap_err().to_string().contains("nope.tif"));
+    std::fs::write(&csv, "path,score\nimage/0000.tif,7.5\n").unwrap();
+    assert!(Dataset::open(&csv).unwrap_err().to_string().contains("outside [0, 4]"));
+}
