@@ -15,6 +15,7 @@ Usage (no network or HF hub needed):
 Presets:
     medsiglip-448  the MedSigLIP-448 config (docs: siglip-spec.md section 1.1): 2 x 27 layers of
                    width 1152, 878,300,338 parameters, 888 tensors, ~3.51 GB in float32.
+    small          4 x 64-wide vision layers, patch 8, image 128: the default model's backbone.
     tiny           the `tiny_a` fixture shape (tests/fixtures/siglip), vocab = tokenizer's.
 
 The tokenizer (default: tests/fixtures/siglip/tokenizer.json, a 496-piece SigLIP-like Unigram)
@@ -61,6 +62,13 @@ PRESETS = {
                     num_channels=3, patch_size=14, image_size=448, **_COMMON),
         text=dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
                   vocab_size=32000, max_position_embeddings=64, projection_size=1152, **_COMMON),
+    ),
+    # The backbone of the shipped default model (models/default): trained from scratch on simulated data.
+    "small": dict(
+        vision=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                    num_channels=3, patch_size=8, image_size=128, **_COMMON),
+        text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  vocab_size=None, max_position_embeddings=64, projection_size=64, **_COMMON),
     ),
     "tiny": dict(
         vision=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
