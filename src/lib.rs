@@ -14,6 +14,7 @@ pub mod config;
 pub mod criterion;
 pub mod data;
 pub mod device;
+pub mod ensemble;
 pub mod error;
 pub mod film;
 pub mod fsutil;

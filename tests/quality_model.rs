@@ -164,3 +164,27 @@ proptest! {
         prop_assert!(common::max_abs_diff(&s_perm, &s.index_select(0, &perm)) < 1e-5);
     }
 }
+
+#[test]
+fn ensemble_folder_averages_its_members() {
+    use ldctq::ensemble::{Ensemble, Scorer};
+    let dir = temp_dir("ensemble");
+    let (a, b) = (tiny_model(Kind::Float, 21), tiny_model(Kind::Float, 22));
+    a.save(&dir.join("a"), false).unwrap();
+    b.save(&dir.join("b"), false).unwrap();
+    Ensemble::write(&dir.join("ens"), &["../a".into(), "../b".into()]).unwrap();
+    let scorer = Scorer::load(&dir.join("ens"), Placement::default()).unwrap();
+    assert!(matches!(scorer, Scorer::Ensemble(_)));
+    let x = images(3, 1, 16, 16, Kind::Float, 4);
+    let want = (a.score(&x).unwrap() + b.score(&x).unwrap()) / 2.0;
+    assert!(common::max_abs_diff(&scorer.score(&x).unwrap(), &want) < 1e-6);
+    let (_, grad) = scorer.score_and_grad(&x, None).unwrap();
+    let (_, ga) = a.score_and_grad(&x, None).unwrap();
+    let (_, gb) = b.score_and_grad(&x, None).unwrap();
+    assert!(common::max_abs_diff(&grad, &((ga + gb) / 2.0)) < 1e-6);
+    Ensemble::write(&dir.join("bad"), &["../a".into(), "../missing".into()]).unwrap();
+    assert!(Scorer::load(&dir.join("bad"), Placement::default())
+        .unwrap_err()
+        .to_string()
+        .contains("missing"));
+}

@@ -2,7 +2,7 @@
 use super::Runtime;
 use ldctq::criterion::QualityCriterion;
 use ldctq::data::Dataset;
-use ldctq::model::QualityModel;
+use ldctq::ensemble::Scorer;
 use ldctq::train::Cache;
 use std::path::PathBuf;
 
@@ -24,9 +24,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
-    let model = QualityModel::load(&args.model, args.runtime.placement()?)?;
+    let model = Scorer::load(&args.model, args.runtime.placement()?)?;
     let data = Dataset::open(&args.data)?;
-    let cache = Cache::load(&data, &model.config)?;
+    let cache = Cache::load(&data, model.config())?;
     let _guard = tch::no_grad_guard();
     let mut pred = Vec::new();
     for chunk in cache.images.split(args.batch as i64, 0) {

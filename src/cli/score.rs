@@ -2,8 +2,8 @@
 use super::Runtime;
 use anyhow::Context;
 use ldctq::criterion::QualityCriterion;
+use ldctq::ensemble::Scorer;
 use ldctq::io::{self, Space};
-use ldctq::model::QualityModel;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -88,7 +88,7 @@ struct Batch {
 }
 
 impl Batch {
-    fn flush(&mut self, model: &QualityModel, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    fn flush(&mut self, model: &Scorer, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         if self.items.is_empty() {
             return Ok(());
         }
@@ -116,7 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         anyhow::ensure!(!found.is_empty(), "{}: no supported image files", p.display());
         files.extend(found);
     }
-    let mut model = QualityModel::load(&args.model, args.runtime.placement()?)
+    let mut model = Scorer::load(&args.model, args.runtime.placement()?)
         .with_context(|| format!("loading model {}", args.model.display()))?;
     if let Some(p) = &args.prompt {
         model.set_prompt(p)?;
@@ -136,7 +136,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bar.inc(1);
         let frames = io::read_image(file)
             .map_err(ldctq::Error::from)
-            .and_then(|s| model.config.images_from(&s, raw_as));
+            .and_then(|s| model.config().images_from(&s, raw_as));
         let frames = match frames {
             Ok(f) => f,
             Err(e) => {
@@ -162,7 +162,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_rows(rows: &[Row], summary: &Summary, model: &QualityModel, format: Format) -> anyhow::Result<()> {
+fn print_rows(rows: &[Row], summary: &Summary, model: &Scorer, format: Format) -> anyhow::Result<()> {
     match format {
         Format::Csv => {
             println!("path,frame,score");
@@ -172,7 +172,7 @@ fn print_rows(rows: &[Row], summary: &Summary, model: &QualityModel, format: For
         }
         Format::Json => {
             let out = serde_json::json!({
-                "model": model.config,
+                "model": model.config(),
                 "scores": rows,
                 "summary": summary,
             });

@@ -3,7 +3,8 @@
 //! k-fold cross-validation (seeded, stratified by score); per fold: AdamW with cosine annealing,
 //! micro-batches with gradient accumulation, augmentation, a checkpoint of the best validation loss,
 //! and a resumable checkpoint after every epoch (weights, optimizer moments, counters). The final model
-//! is the fold whose best checkpoint has the lowest validation MAE (as in the paper).
+//! is the fold whose best checkpoint has the lowest validation MAE (as in the paper); `ensemble/` holds
+//! the k-fold ensemble (mean of the folds' best checkpoints) as a model folder.
 //!
 //! Determinism: data order, augmentation and dropout are drawn from generators keyed by
 //! (seed, fold, epoch), so a run resumed from an epoch checkpoint ends with the same weights as an
@@ -283,6 +284,11 @@ impl Trainer<'_> {
                 let bytes = std::fs::read(best.join(f)).map_err(|e| Error::io(best.join(f), e))?;
                 write_atomic(&self.out.join(f), &bytes)?;
             }
+        }
+        if results.len() > 1 {
+            let members: Vec<PathBuf> =
+                results.iter().map(|r| PathBuf::from(format!("../folds/fold-{}/best", r.0))).collect();
+            crate::ensemble::Ensemble::write(&self.out.join("ensemble"), &members)?;
         }
         let summary = TrainSummary { chosen_fold: chosen, folds: results, config: self.config.clone() };
         write_atomic(

@@ -1,0 +1,128 @@
+//! Model folders that average several models (the k folds of a cross-validated run), and [`Scorer`],
+//! which loads either kind of folder.
+//!
+//! An ensemble folder holds `ensemble.json`: `{"format_version": 1, "members": ["../folds/fold-0/best", ...]}`
+//! (paths relative to the folder, or absolute). Members must share input space and image size.
+use crate::criterion::{CriterionInfo, QualityCriterion};
+use crate::error::{Error, Result};
+use crate::model::{QualityConfig, QualityModel, FORMAT_VERSION};
+use crate::siglip::Placement;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::{Kind, Tensor};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct EnsembleFile {
+    format_version: u32,
+    members: Vec<PathBuf>,
+}
+
+/// The mean score of several models.
+#[derive(Debug)]
+pub struct Ensemble {
+    pub members: Vec<QualityModel>,
+}
+
+impl Ensemble {
+    /// Loads `dir/ensemble.json` and every member.
+    pub fn load(dir: &Path, at: Placement) -> Result<Self> {
+        let path = dir.join("ensemble.json");
+        let bad = |msg: String| Error::Config { path: path.clone(), msg };
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let file: EnsembleFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if file.format_version != FORMAT_VERSION || file.members.is_empty() {
+            return Err(bad(format!("need format_version {FORMAT_VERSION} and at least one member")));
+        }
+        let members =
+            file.members.iter().map(|m| QualityModel::load(&dir.join(m), at)).collect::<Result<Vec<_>>>()?;
+        let first = &members[0].config;
+        if let Some(m) =
+            members.iter().find(|m| (m.config.input, m.config.image_size) != (first.input, first.image_size))
+        {
+            return Err(bad(format!("member {:?} differs in input space or image size", m.config.backbone)));
+        }
+        Ok(Self { members })
+    }
+
+    /// Writes `dir/ensemble.json` naming `members` (stored relative to `dir` when given so).
+    pub fn write(dir: &Path, members: &[PathBuf]) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let file = EnsembleFile { format_version: FORMAT_VERSION, members: members.to_vec() };
+        crate::fsutil::write_atomic(
+            &dir.join("ensemble.json"),
+            serde_json::to_string_pretty(&file).expect("serializes").as_bytes(),
+        )
+    }
+}
+
+impl QualityCriterion for Ensemble {
+    fn info(&self) -> CriterionInfo {
+        CriterionInfo {
+            name: format!("ldctq-film-ensemble-{}", self.members.len()),
+            ..self.members[0].info()
+        }
+    }
+
+    fn score(&self, images: &Tensor) -> Result<Tensor> {
+        let scores = self.members.iter().map(|m| m.score(images)).collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::stack(&scores, 0).mean_dim(0, false, scores[0].kind()))
+    }
+}
+
+/// A single model or an ensemble, whichever the folder holds.
+#[derive(Debug)]
+pub enum Scorer {
+    Single(QualityModel),
+    Ensemble(Ensemble),
+}
+
+impl Scorer {
+    /// Loads an ensemble folder (with `ensemble.json`) or a model folder.
+    pub fn load(dir: &Path, at: Placement) -> Result<Self> {
+        if dir.join("ensemble.json").is_file() {
+            Ok(Self::Ensemble(Ensemble::load(dir, at)?))
+        } else {
+            Ok(Self::Single(QualityModel::load(dir, at)?))
+        }
+    }
+
+    fn models_mut(&mut self) -> Vec<&mut QualityModel> {
+        match self {
+            Self::Single(m) => vec![m],
+            Self::Ensemble(e) => e.members.iter_mut().collect(),
+        }
+    }
+
+    /// The (first member's) configuration: input space, window, image size, prompt.
+    pub fn config(&self) -> &QualityConfig {
+        match self {
+            Self::Single(m) => &m.config,
+            Self::Ensemble(e) => &e.members[0].config,
+        }
+    }
+
+    pub fn set_prompt(&mut self, prompt: &str) -> Result<()> {
+        self.models_mut().into_iter().try_for_each(|m| m.set_prompt(prompt))
+    }
+
+    pub fn set_film_strength(&mut self, s: f64) -> Result<()> {
+        self.models_mut().into_iter().try_for_each(|m| m.set_film_strength(s))
+    }
+}
+
+impl QualityCriterion for Scorer {
+    fn info(&self) -> CriterionInfo {
+        match self {
+            Self::Single(m) => m.info(),
+            Self::Ensemble(e) => e.info(),
+        }
+    }
+
+    fn score(&self, images: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Single(m) => m.score(images),
+            Self::Ensemble(e) => e.score(images),
+        }
+        .map(|s| if s.kind() == Kind::Double { s } else { s.to_kind(Kind::Float) })
+    }
+}
