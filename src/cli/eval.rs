@@ -4,6 +4,7 @@ use ldctq::criterion::QualityCriterion;
 use ldctq::data::Dataset;
 use ldctq::ensemble::Scorer;
 use ldctq::train::Cache;
+use anyhow::Context;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -18,8 +19,38 @@ pub struct Args {
     /// table or json.
     #[arg(long, default_value = "table")]
     format: String,
+    /// Also print a table grouped by this field of the set's meta.json (e.g. dose or views).
+    #[arg(long)]
+    by: Option<String>,
     #[command(flatten)]
     runtime: Runtime,
+}
+
+/// Rows of (group value, n, mean label, mean score, MAE), grouped by `field` of `meta.json` entries.
+fn grouped(data: &Dataset, pred: &[f64], field: &str) -> anyhow::Result<Vec<(String, usize, f64, f64, f64)>> {
+    let meta_path = data.root.join("meta.json");
+    let text = std::fs::read_to_string(&meta_path).with_context(|| format!("--by needs {}", meta_path.display()))?;
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&text)?;
+    let key_of: std::collections::HashMap<String, String> = entries
+        .iter()
+        .filter_map(|e| Some((e["file"].as_str()?.to_string(), e.get(field)?.to_string())))
+        .collect();
+    let mut groups: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    for (sample, &p) in data.samples.iter().zip(pred) {
+        let name = sample.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let key = key_of.get(&name).with_context(|| format!("{name}: no {field:?} in {}", meta_path.display()))?;
+        groups.entry(key.clone()).or_default().push((sample.label, p));
+    }
+    let mut rows: Vec<_> = groups
+        .into_iter()
+        .map(|(k, v)| {
+            let n = v.len() as f64;
+            let mean = |f: fn(&(f64, f64)) -> f64| v.iter().map(f).sum::<f64>() / n;
+            (k, v.len(), mean(|x| x.0), mean(|x| x.1), mean(|x| (x.0 - x.1).abs()))
+        })
+        .collect();
+    rows.sort_by(|a, b| b.0.parse::<f64>().unwrap_or(0.0).total_cmp(&a.0.parse::<f64>().unwrap_or(0.0)));
+    Ok(rows)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -35,9 +66,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )?);
     }
     let report = ldctq::metrics::evaluate(&pred, &data.labels())?;
+    let groups = args.by.as_deref().map(|f| grouped(&data, &pred, f)).transpose()?;
     match args.format.as_str() {
-        "json" => println!("{}", serde_json::to_string_pretty(&report)?),
+        "json" => {
+            let groups = groups.map(|g| {
+                g.into_iter()
+                    .map(|(k, n, l, p, mae)| serde_json::json!({"value": k, "n": n, "mean_label": l, "mean_score": p, "mae": mae}))
+                    .collect::<Vec<_>>()
+            });
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"metrics": report, "groups": groups}))?)
+        }
         "table" => {
+            if let (Some(field), Some(rows)) = (&args.by, &groups) {
+                println!("{field:>8}  {:>6}  {:>10}  {:>10}  {:>6}", "images", "mean label", "mean score", "MAE");
+                for (k, n, l, p, mae) in rows {
+                    println!("{k:>8}  {n:>6}  {l:>10.3}  {p:>10.3}  {mae:>6.3}");
+                }
+                println!();
+            }
             println!("images  {}", report.n);
             for (k, v) in [
                 ("PLCC", report.plcc),
