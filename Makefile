@@ -8,7 +8,7 @@ export LDCTQ_PYTHON := $(CURDIR)/.venv/bin/python
 CARGO ?= cargo
 LDCTQ := target/debug/ldctq
 
-.PHONY: setup build test demo fixtures clean-venv
+.PHONY: setup build test demo fixtures bench
 
 setup:
 	@venv=$$(bash scripts/setup.sh) && ln -sfn "$$venv" .venv
@@ -26,3 +26,8 @@ demo: build
 fixtures: setup
 	.venv/bin/python tests/fixtures/siglip/gen_siglip_fixtures.py
 	.venv/bin/python tests/fixtures/metrics/gen_metrics_fixtures.py
+
+# Side-by-side speed against transformers on the MedSigLIP-448 shape (minutes; not part of `make test`).
+bench: setup
+	$(CARGO) build --release --bin ldctq --example bench_vision
+	.venv/bin/python benches/compare_transformers.py

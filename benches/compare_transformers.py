@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Side-by-side speed of ldctq and Hugging Face transformers on the MedSigLIP-448 vision shape.
+
+Both run on this CPU, in one run, with random weights of the real shape (d=1152, 27 layers, 16
+heads, patch 14, 448x448, 1024 tokens; ~0.97 TFLOP per image forward):
+  * transformers: SiglipVisionModel (SDPA attention), forward, and forward + gradient with respect
+    to the input with frozen weights (the cost of using the model as a loss);
+  * ldctq: the whole quality model (vision tower, FiLM, pooling, heads) through `examples/bench_vision`,
+    score and score + input gradient.
+Each configuration runs in its own process so peak RSS is measured per configuration. The table
+gives seconds per image, images per second, achieved GFLOP/s (model FLOPs: 2 x MACs of the matrix
+products of the forward; x3 for forward + backward to the input, counted the same way for both), the
+share of the measured matmul peak, and peak RSS.
+
+Usage: make bench   (or: .venv/bin/python benches/compare_transformers.py [--batches 1 4] [--iters 2])
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+D, I, L, HEADS, P, S = 1152, 4304, 27, 16, 14, 448
+N = (S // P) ** 2
+
+
+def model_flops():
+    """Forward FLOPs per image of the vision tower (matrix products only)."""
+    per_layer = 2 * N * (4 * D * D + 2 * D * I) + 2 * 2 * N * N * D
+    patch = 2 * N * (3 * P * P) * D
+    return L * per_layer + patch
+
+
+def child(args):
+    """Runs one transformers configuration and prints a JSON line (in a fresh process)."""
+    import torch
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+    torch.set_num_threads(args.threads)
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    cfg = SiglipVisionConfig(hidden_size=D, intermediate_size=I, num_hidden_layers=L, num_attention_heads=HEADS,
+                             patch_size=P, image_size=S, attn_implementation="sdpa")
+    with torch.device("cpu"):
+        model = SiglipVisionModel(cfg).to(dtype).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(args.batch, 3, S, S, dtype=dtype)
+
+    def run():
+        if args.mode == "grad":
+            xi = x.clone().requires_grad_(True)
+            out = model(pixel_values=xi).last_hidden_state
+            out.float().mean().backward()
+        else:
+            with torch.no_grad():
+                model(pixel_values=x)
+
+    run()
+    t = time.perf_counter()
+    for _ in range(args.iters):
+        run()
+    secs = (time.perf_counter() - t) / args.iters
+    print(json.dumps({"impl": "transformers", "dtype": args.dtype, "batch": args.batch, "mode": args.mode,
+                      "seconds_per_batch": secs, "seconds_per_image": secs / args.batch}))
+
+
+def matmul_peak(dtype_name, threads):
+    import torch
+    torch.set_num_threads(threads)
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    a, b = torch.randn(1024, D, dtype=dtype), torch.randn(D, I, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    n = 20
+    t = time.perf_counter()
+    for _ in range(n):
+        a @ b
+    return 2 * 1024 * D * I * n / (time.perf_counter() - t) / 1e9
+
+
+def run_child(cmd):
+    """Runs `cmd` under /usr/bin/time for its peak RSS; returns its JSON line plus `peak_rss_mb`."""
+    out = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", *map(str, cmd)], capture_output=True, text=True,
+                         cwd=REPO)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed:\n{out.stderr[-2000:]}")
+    rec = json.loads(out.stdout.strip().splitlines()[-1])
+    rss = [l for l in out.stderr.splitlines() if l.startswith("MAXRSS ")]
+    rec["peak_rss_mb"] = int(rss[-1].split()[1]) / 1024 if rss else float("nan")
+    return rec
+
+
+def ensure_model(work):
+    backbone, model = work / "medsiglip-random", work / "model"
+    if not (backbone / "model.safetensors").is_file():
+        subprocess.run([sys.executable, REPO / "scripts/make_random_checkpoint.py", "--preset", "medsiglip-448",
+                        "--out", backbone, "--force"], check=True)
+    if not (model / "ldctq.json").is_file():
+        subprocess.run([REPO / "target/release/ldctq", "init", "--backbone", backbone, "--out", model], check=True)
+    return model
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--child", action="store_true")
+    ap.add_argument("--dtype", default="bf16")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--mode", default="forward")
+    ap.add_argument("--iters", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--dtypes", nargs="+", default=["f32", "bf16"])
+    ap.add_argument("--work", type=Path, default=REPO / "target/bench")
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+    args.work.mkdir(parents=True, exist_ok=True)
+    model = ensure_model(args.work)
+    flops = model_flops()
+    rows = []
+    for dtype in args.dtypes:
+        peak = matmul_peak(dtype, args.threads)
+        for mode in ["forward", "grad"]:
+            for batch in args.batches:
+                common = ["--dtype", dtype, "--batch", str(batch), "--mode", mode, "--iters", str(args.iters),
+                          "--threads", str(args.threads)]
+                ref = run_child([sys.executable, __file__, "--child", *common])
+                ours = run_child([REPO / "target/release/examples/bench_vision", model, dtype, str(batch),
+                                  str(args.iters), mode])
+                for rec in (ref, ours):
+                    f = flops * (3 if mode == "grad" else 1)
+                    rec["gflops"] = f / rec["seconds_per_image"] / 1e9
+                    rec["peak_share"] = rec["gflops"] / peak
+                    rows.append(rec)
+                print(f"{dtype} {mode} batch {batch}: transformers {ref['seconds_per_image']:.2f} s/image, "
+                      f"ldctq {ours['seconds_per_image']:.2f} s/image "
+                      f"(x{ref['seconds_per_image'] / ours['seconds_per_image']:.2f})", flush=True)
+        print(f"measured {dtype} matmul peak (1024x{D} @ {D}x{I}): {peak:.0f} GFLOP/s", flush=True)
+    print()
+    print("| impl | dtype | mode | batch | s/image | images/s | GFLOP/s | share of matmul peak | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['impl']} | {r['dtype']} | {r['mode']} | {r['batch']} | {r['seconds_per_image']:.2f} | "
+              f"{1 / r['seconds_per_image']:.2f} | {r['gflops']:.0f} | {100 * r['peak_share']:.0f}% | "
+              f"{r['peak_rss_mb']:.0f} |")
+    (args.work / "compare.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
