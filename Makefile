@@ -18,6 +18,7 @@ build: setup
 
 test: setup
 	$(CARGO) test --workspace
+	bash scripts/test_ffi.sh
 
 demo: build
 	bash scripts/demo.sh

@@ -50,7 +50,7 @@ pub trait QualityCriterion {
         let u = match upstream {
             None => scores.ones_like(),
             Some(u) if u.size() == [n] || u.size() == [n, 1] => {
-                let u = u.to_device(scores.device()).to_kind(Kind::Float).reshape([n]);
+                let u = u.to_device(scores.device()).to_kind(scores.kind()).reshape([n]);
                 let finite = tch::no_grad(|| u.isfinite().all().int64_value(&[]));
                 if finite == 0 {
                     return Err(Error::InvalidInput(
@@ -66,7 +66,7 @@ pub trait QualityCriterion {
                 )))
             }
         };
-        let total = (&scores * &u).sum(Kind::Float);
+        let total = (&scores * &u).sum(scores.kind());
         let grad = Tensor::f_run_backward(&[&total], &[&x], false, false)?.remove(0);
         Ok((scores.detach(), grad))
     }

@@ -93,6 +93,14 @@ impl Scorer {
         }
     }
 
+    /// Device and dtype of the weights.
+    pub fn placement(&self) -> Placement {
+        match self {
+            Self::Single(m) => m.placement(),
+            Self::Ensemble(e) => e.members[0].placement(),
+        }
+    }
+
     /// The (first member's) configuration: input space, window, image size, prompt.
     pub fn config(&self) -> &QualityConfig {
         match self {

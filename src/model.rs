@@ -103,7 +103,10 @@ impl QualityConfig {
 
     pub fn from_file(path: &Path) -> Result<Self> {
         let err = |msg: String| Error::Config { path: path.to_path_buf(), msg };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        if !path.is_file() {
+            return Err(Error::NotFound(format!("{}: no such file (not a model folder?)", path.display())));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let cfg: Self = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
         cfg.validate().map_err(err)?;
         Ok(cfg)
