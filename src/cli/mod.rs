@@ -1,8 +1,10 @@
 //! Subcommands of the `ldctq` tool.
+mod bench;
 mod embed;
 mod eval;
 mod init;
 mod score;
+mod simulate;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -23,10 +25,14 @@ enum Command {
     Init(init::Args),
     /// Score CT images (files or folders: DICOM, TIFF, npy, PNG).
     Score(score::Args),
+    /// Simulate a low-dose CT quality data set (LDCTIQA2023 layout) from phantoms or real slices.
+    Simulate(simulate::Args),
     /// Train a model folder with the pairwise ranking loss (k-fold cross-validation).
     Train(train::Args),
     /// PLCC, SROCC, KROCC, Overall, MAE and RMSE of a model on a labelled set.
     Eval(eval::Args),
+    /// Benchmark denoisers (C plugins, TorchScript, built-ins) by the no-reference score on a data set.
+    Bench(bench::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -34,8 +40,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Embed(args) => embed::run(args),
         Command::Init(args) => init::run(args),
         Command::Score(args) => score::run(args),
+        Command::Simulate(args) => simulate::run(args),
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -1,0 +1,291 @@
+//! `ldctq simulate`: a synthetic low-dose CT quality data set in the LDCTIQA2023 layout.
+//!
+//! Writes `OUT/image/0000.tif ...` (the low-dose FBP), `OUT/reference/0000.tif ...` (the noise-free
+//! full-view FBP of the same slice), both f32 in [0, 1] through the window -300/1400 (i.e.
+//! [-1000, 400] HU), `OUT/train.json` or `OUT/test.json` (`{"0000.tif": 2.8, ...}`) and
+//! `OUT/meta.json` (per image: source, dose, views, seed, labels, pixel size, augmentation).
+//!
+//! Image `i` takes source `i mod n` of the sources in command-line order (each frame of each real
+//! file is one source; `phantom` is one source that makes a new phantom each time) and a dose/view
+//! combination from the grid `--doses x --views`, visited in a fresh random order in every block of
+//! `doses x views` images (balanced, and not tied to the source cycle). Real slices get a random
+//! flip, quarter turns and square crop (`--min-crop` .. 1 of the shorter side) before resampling to
+//! `--size`, so every image is a distinct slice. Everything is derived from `--seed` and `--split`
+//! (train and test draw different phantoms, augmentations and noise from one seed); real files are
+//! shared, so hold out files yourself for a test split.
+//!
+//! Physical size: phantoms and sources without a pixel spacing span `--fov-mm`; DICOM sources use
+//! their PixelSpacing, scaled by the crop and resampling. The noise is per detector bin of one
+//! (output) pixel, so at the same dose a smaller `--size` gives less noise in HU (noise std goes
+//! as 1 / pixel size at fixed photons per bin).
+use anyhow::Context;
+use clap::ValueEnum;
+use ldctq::io::{self, Space};
+use ldctq::phantom::{self, Augmentation, SplitMix64};
+use ldctq::preprocess::InputSpace;
+use ldctq::simulate::{self, Filter, ScanParams};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum FilterArg {
+    Hann,
+    RamLak,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Output folder (image/, reference/, train.json or test.json, meta.json).
+    #[arg(long)]
+    out: PathBuf,
+    /// `phantom` (procedural abdomen phantoms) and/or image files or folders (DICOM in HU; [0, 1]
+    /// TIFF/PNG taken as the -300/1400 window).
+    #[arg(long, value_delimiter = ',', default_value = "phantom")]
+    sources: Vec<String>,
+    /// Dose fractions in (0, 1].
+    #[arg(long, value_delimiter = ',', default_value = "1,0.5,0.25,0.1,0.05")]
+    doses: Vec<f64>,
+    /// Views over 180 degrees.
+    #[arg(long, value_delimiter = ',', default_value = "720,360,180")]
+    views: Vec<i64>,
+    /// Views of the full scan (reference, and label 4).
+    #[arg(long, default_value_t = simulate::FULL_VIEWS)]
+    full_views: i64,
+    /// Number of images.
+    #[arg(long, default_value_t = 100)]
+    count: usize,
+    /// Output size in pixels (square).
+    #[arg(long, default_value_t = 256)]
+    size: i64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, value_enum, default_value = "train")]
+    split: Split,
+    /// Full-dose photons per detector bin and view.
+    #[arg(long, default_value_t = 1e5)]
+    i0: f64,
+    /// Electronic noise std in photons.
+    #[arg(long, default_value_t = 5.0)]
+    electronic_sigma: f64,
+    #[arg(long, value_enum, default_value = "hann")]
+    filter: FilterArg,
+    /// Field of view in mm of phantoms and of sources without a pixel spacing.
+    #[arg(long, default_value_t = 358.4)]
+    fov_mm: f64,
+    /// Smallest crop of real slices, as a fraction of the shorter side.
+    #[arg(long, default_value_t = 0.6)]
+    min_crop: f64,
+    /// Write into an --out whose image/ folder is not empty (files beyond --count stay).
+    #[arg(long)]
+    overwrite: bool,
+}
+
+/// Where a slice comes from.
+enum Source {
+    Phantom,
+    /// A frame of a real file in HU, with its pixel size in mm.
+    Real {
+        path: PathBuf,
+        frame: usize,
+        hu: Tensor,
+        pixel_mm: f64,
+    },
+}
+
+/// One line of `meta.json`.
+#[derive(Serialize, Debug)]
+struct Entry {
+    file: String,
+    /// `phantom:<seed>` or `<path>#<frame>`.
+    source: String,
+    dose: f64,
+    views: i64,
+    /// The image's seed (phantom, augmentation, noise and label streams derive from it).
+    seed: u64,
+    /// The reader-like label written to the labels json.
+    label: f64,
+    /// The noise-free label [`simulate::quality_label`].
+    clean_label: f64,
+    pixel_mm: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    augmentation: Option<Augmentation>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.count > 0 && args.count <= 10_000, "--count must be in 1 ..= 10000");
+    anyhow::ensure!(args.size >= 16, "--size must be at least 16");
+    anyhow::ensure!(args.fov_mm > 0.0 && args.fov_mm.is_finite(), "--fov-mm must be > 0");
+    anyhow::ensure!(
+        !args.doses.is_empty() && !args.views.is_empty(),
+        "--doses and --views must not be empty"
+    );
+    let device = ldctq::device::parse_device(&args.device)?;
+    let base = ScanParams {
+        full_views: args.full_views,
+        i0: args.i0,
+        electronic_sigma: args.electronic_sigma,
+        filter: match args.filter {
+            FilterArg::Hann => Filter::Hann,
+            FilterArg::RamLak => Filter::RamLak,
+        },
+        ..ScanParams::default()
+    };
+    let combos: Vec<(f64, i64)> =
+        args.doses.iter().flat_map(|&d| args.views.iter().map(move |&v| (d, v))).collect();
+    for &(dose, views) in &combos {
+        ScanParams { dose, views, ..base.clone() }.validate()?;
+    }
+    let sources = load_sources(&args.sources, args.fov_mm, device)?;
+    let (image_dir, reference_dir) = (args.out.join("image"), args.out.join("reference"));
+    if !args.overwrite && std::fs::read_dir(&image_dir).is_ok_and(|mut d| d.next().is_some()) {
+        anyhow::bail!("{} is not empty (pass --overwrite to write into it)", image_dir.display());
+    }
+    for dir in [&image_dir, &reference_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let stream = phantom::derive_seed(args.seed, if args.split == Split::Train { 1 } else { 2 });
+    let bar = indicatif::ProgressBar::new(args.count as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images {per_sec} eta {eta}")
+            .expect("valid template"),
+    );
+    let _guard = tch::no_grad_guard();
+    let (mut labels, mut meta) = (BTreeMap::new(), Vec::new());
+    let mut order = Vec::new();
+    for i in 0..args.count {
+        if i % combos.len() == 0 {
+            order = shuffled(combos.len(), phantom::derive_seed(stream, 1 << 32 | (i / combos.len()) as u64));
+        }
+        let (dose, views) = combos[order[i % combos.len()]];
+        // 53 bits, so that JSON readers that parse numbers as doubles keep them exact.
+        let seed = phantom::derive_seed(stream, i as u64) >> 11;
+        let file = format!("{i:04}.tif");
+        let (hu, source, pixel_mm, augmentation) = match &sources[i % sources.len()] {
+            Source::Phantom => {
+                let phantom_seed = phantom::derive_seed(seed, 1) >> 11;
+                let hu = phantom::phantom(phantom_seed, args.size).to_device(device);
+                (hu, format!("phantom:{phantom_seed}"), args.fov_mm / args.size as f64, None)
+            }
+            Source::Real { path, frame, hu, pixel_mm } => {
+                let mut rng = SplitMix64::new(phantom::derive_seed(seed, 1));
+                let aug = Augmentation::random(&mut rng, (hu.size()[0], hu.size()[1]), args.min_crop);
+                let out = phantom::augment(hu, &aug, args.size)?;
+                let mm = pixel_mm * aug.crop.2 as f64 / args.size as f64;
+                (out, format!("{}#{frame}", path.display()), mm, Some(aug))
+            }
+        };
+        let params =
+            ScanParams { dose, views, pixel_mm, seed: Some(phantom::derive_seed(seed, 2)), ..base.clone() };
+        let (low, reference) = simulate::simulate_pair(&hu, &params)
+            .with_context(|| format!("simulating {file} from {source}"))?;
+        write_unit(&image_dir.join(&file), &low)?;
+        write_unit(&reference_dir.join(&file), &reference)?;
+        let clean_label = simulate::quality_label(dose, views, args.full_views);
+        let label = simulate::reader_label(clean_label, phantom::derive_seed(seed, 3));
+        labels.insert(file.clone(), label);
+        meta.push(Entry { file, source, dose, views, seed, label, clean_label, pixel_mm, augmentation });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let labels_name = if args.split == Split::Train { "train.json" } else { "test.json" };
+    ldctq::fsutil::write_atomic(
+        &args.out.join(labels_name),
+        serde_json::to_string_pretty(&labels)?.as_bytes(),
+    )?;
+    ldctq::fsutil::write_atomic(
+        &args.out.join("meta.json"),
+        serde_json::to_string_pretty(&meta)?.as_bytes(),
+    )?;
+    eprintln!(
+        "wrote {} images ({} sources, {} dose/view combinations) to {} in {:.1} s",
+        args.count,
+        sources.len(),
+        combos.len(),
+        args.out.display(),
+        bar.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The sources in order: `phantom`, or every frame of every image file at a path.
+fn load_sources(specs: &[String], fov_mm: f64, device: Device) -> anyhow::Result<Vec<Source>> {
+    let mut sources = Vec::new();
+    for spec in specs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        if spec.eq_ignore_ascii_case("phantom") {
+            sources.push(Source::Phantom);
+            continue;
+        }
+        let files = io::list_images(Path::new(spec))?;
+        anyhow::ensure!(!files.is_empty(), "{spec}: no supported image files");
+        for path in files {
+            let slices = io::read_image(&path)?;
+            let (frames, h, w) = slices.pixels.dim();
+            let values: Vec<f32> = slices.pixels.iter().copied().collect();
+            let pixels = Tensor::from_slice(&values).view([frames as i64, h as i64, w as i64]);
+            let hu = match slices.space {
+                Space::Hu => pixels,
+                Space::Unit => {
+                    let (center, width) = InputSpace::LDCTIQA_WINDOW;
+                    pixels * width + (center - width / 2.0)
+                }
+                Space::Raw => {
+                    anyhow::bail!("{}: values of unknown meaning (not HU, not [0, 1])", path.display())
+                }
+            };
+            anyhow::ensure!(h >= 2 && w >= 2, "{}: {h} x {w} is too small", path.display());
+            let pixel_mm = dicom_pixel_mm(&path).unwrap_or(fov_mm / w.max(h) as f64);
+            for (frame, hu) in hu.unbind(0).into_iter().enumerate() {
+                if hu.min().double_value(&[]) > -500.0 {
+                    eprintln!("warning: {}#{frame} has no air (min > -500 HU): is it in HU?", path.display());
+                }
+                let hu = hu.to_kind(Kind::Float).to_device(device);
+                sources.push(Source::Real { path: path.clone(), frame, hu, pixel_mm });
+            }
+        }
+    }
+    anyhow::ensure!(!sources.is_empty(), "--sources: nothing to simulate from");
+    Ok(sources)
+}
+
+/// PixelSpacing (row spacing, mm) of a DICOM file, if it has one.
+fn dicom_pixel_mm(path: &Path) -> Option<f64> {
+    let obj = dicom_object::OpenFileOptions::new()
+        .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
+        .open_file(path)
+        .ok()?;
+    let spacing =
+        obj.element_opt(dicom_dictionary_std::tags::PIXEL_SPACING).ok()??.to_multi_float64().ok()?;
+    spacing.first().copied().filter(|s| *s > 0.0 && s.is_finite())
+}
+
+/// A permutation of `0..n` (Fisher-Yates).
+fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut rng = SplitMix64::new(seed);
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    order
+}
+
+/// Writes an HU image as an f32 TIFF in [0, 1] through the LDCTIQA window.
+fn write_unit(path: &Path, hu: &Tensor) -> anyhow::Result<()> {
+    let (center, width) = InputSpace::LDCTIQA_WINDOW;
+    let unit =
+        ((hu - (center - width / 2.0)) / width).clamp(0.0, 1.0).to_kind(Kind::Float).to_device(Device::Cpu);
+    let (h, w) = (unit.size()[0] as usize, unit.size()[1] as usize);
+    let values = Vec::<f32>::try_from(unit.contiguous().view(-1))?;
+    let image = ndarray::Array2::from_shape_vec((h, w), values)?;
+    io::write_tiff_f32(path, &image.view())?;
+    Ok(())
+}
