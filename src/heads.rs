@@ -1,6 +1,6 @@
 //! Multi-scale pooling, the three regression heads and their fusion (paper, section III-D, eq. 4-5).
-use crate::data::Rng;
 use crate::error::{Error, Result};
+use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 

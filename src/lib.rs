@@ -9,10 +9,12 @@
 //! Modules: [`siglip`] (HF-exact SigLIP towers), [`checkpoint`] (HF folders and safetensors),
 //! [`tokenizer`], [`preprocess`] (differentiable CT to `pixel_values`), [`io`] (DICOM, TIFF, npy, PNG),
 //! [`metrics`] (PLCC, SROCC, KROCC).
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod criterion;
 pub mod data;
+pub mod denoise;
 pub mod device;
 pub mod ensemble;
 pub mod error;
@@ -24,6 +26,7 @@ pub mod metrics;
 pub mod model;
 pub mod phantom;
 pub mod preprocess;
+pub mod rng;
 pub mod siglip;
 pub mod simulate;
 pub mod tokenizer;

@@ -194,11 +194,11 @@ pub fn bootstrap_ci(
     if n_boot == 0 {
         return Err(MetricError::NoReplicates);
     }
-    let mut rng = SplitMix64(seed);
+    let mut rng = crate::rng::Rng::new(seed);
     let mut sample = vec![0.0; values.len()];
     let mut stats = (0..n_boot)
         .map(|b| {
-            sample.iter_mut().for_each(|s| *s = values[rng.below(values.len())]);
+            sample.iter_mut().for_each(|s| *s = values[rng.below(values.len() as u64) as usize]);
             Some(stat(&sample)).filter(|v| v.is_finite()).ok_or(MetricError::NonFiniteStatistic(b))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -377,21 +377,4 @@ fn erfc(x: f64) -> f64 {
         }
     }
     (-x * x).exp() / (PI.sqrt() * f)
-}
-
-/// splitmix64 (Steele, Lea & Flood 2014): tiny, fast, and identical everywhere.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let z = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform index in `0..n` by multiply-shift (bias below `n / 2^64`).
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
 }

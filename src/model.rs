@@ -5,11 +5,11 @@
 //! `vision.safetensors` (a fine-tuned vision tower with HF key names, overriding the backbone's).
 //! The backbone is a SigLIP checkpoint folder, HF cache folder or cached repo id.
 use crate::checkpoint::Checkpoint;
-use crate::data::Rng;
 use crate::error::{Error, Result};
 use crate::film::{modulate, Film, FilmConfig};
 use crate::heads::{pool, Heads, HeadsConfig, LocalMode};
 use crate::preprocess::{InputSpace, Preprocess};
+use crate::rng::Rng;
 use crate::siglip::{l2_normalize, Placement, Pretrained, SiglipVisionModel};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;

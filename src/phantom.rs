@@ -2,69 +2,17 @@
 //! water cylinder, and augmentation of real CT slices (flip, 90-degree rotation, crop, bicubic
 //! resampling).
 //!
-//! Phantoms are drawn with [`SplitMix64`], a small PRNG in Rust, so a seed gives the same phantom on
+//! Phantoms are drawn with [`Rng`], a small PRNG in Rust, so a seed gives the same phantom on
 //! every machine and device. Coordinates are normalised: the image spans `[-1, 1]` in `x` (columns,
 //! left to right) and `y` (rows, top to bottom); at 512 pixels of 0.7 mm, 1 unit is 179 mm.
 use crate::error::{Error, Result};
+pub use crate::rng::{derive_seed, Rng};
 use std::f64::consts::PI;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 /// HU of air.
 pub const AIR_HU: f64 = -1000.0;
-
-/// SplitMix64 (Steele, Lea & Flood 2014): a fast, well-mixed 64-bit PRNG, identical everywhere.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `[lo, hi)`.
-    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.uniform()
-    }
-
-    /// Uniform in `0 .. n` (`n >= 1`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n.max(1) as u128) >> 64) as u64
-    }
-
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.uniform() < p
-    }
-
-    /// Standard normal (Box-Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u = 1.0 - self.uniform(); // (0, 1]
-        (-2.0 * u.ln()).sqrt() * (2.0 * PI * self.uniform()).cos()
-    }
-}
-
-/// A seed for the stream `stream` of `seed` (independent-looking seeds for related uses).
-pub fn derive_seed(seed: u64, stream: u64) -> u64 {
-    let mut rng = SplitMix64::new(seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
-    rng.next_u64();
-    rng.next_u64()
-}
 
 /// How an ellipse changes the pixels it covers.
 #[derive(Debug, Clone, Copy)]
@@ -142,7 +90,7 @@ impl Canvas {
 /// tissue. Sizes, positions, counts and values are drawn from the seed; the body is sometimes
 /// mirrored left-right.
 pub fn phantom(seed: u64, size: i64) -> Tensor {
-    let mut rng = SplitMix64::new(derive_seed(seed, 0x5048_414E));
+    let mut rng = Rng::new(derive_seed(seed, 0x5048_414E));
     let size = size.max(2) as usize;
     let mut canvas = Canvas::new(size, AIR_HU);
     let mirror = if rng.chance(0.3) { -1.0 } else { 1.0 };
@@ -311,7 +259,7 @@ impl Augmentation {
     /// A random augmentation for an `(h, w)` slice: flip with probability 1/2, a uniform number of
     /// quarter turns, and a square crop whose side is `min_crop ..= 1` of the shorter side
     /// (uniform), at a uniform position.
-    pub fn random(rng: &mut SplitMix64, (h, w): (i64, i64), min_crop: f64) -> Self {
+    pub fn random(rng: &mut Rng, (h, w): (i64, i64), min_crop: f64) -> Self {
         let flip = rng.chance(0.5);
         let rot90 = rng.below(4) as i64;
         let (h, w) = if rot90 % 2 == 1 { (w, h) } else { (h, w) };

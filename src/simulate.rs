@@ -36,7 +36,7 @@
 //! and CUDA draws differ. Other code drawing from libtorch's generator in other threads (dropout,
 //! `randn`) at the same time is not locked out, and would see a re-seeded generator.
 use crate::error::{Error, Result};
-use crate::phantom::SplitMix64;
+use crate::phantom::Rng;
 use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
 use std::sync::Mutex;
@@ -432,6 +432,6 @@ pub fn quality_label(dose: f64, views: i64, full_views: i64) -> f64 {
 /// A reader-like label: `clean + Normal(0, 0.2)` (seeded, the same on every device), rounded to a
 /// multiple of 0.2 and clamped to `[0, 4]`, like an average of five readers' integer scores.
 pub fn reader_label(clean: f64, seed: u64) -> f64 {
-    let noisy = clean + LABEL_NOISE_STD * SplitMix64::new(seed).normal();
+    let noisy = clean + LABEL_NOISE_STD * Rng::new(seed).normal();
     ((noisy * 5.0).round() / 5.0).clamp(0.0, 4.0) + 0.0 // + 0.0: no negative zero
 }

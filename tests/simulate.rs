@@ -2,7 +2,7 @@
 //! `ldctq simulate` command.
 mod common;
 
-use ldctq::phantom::{self, Augmentation, SplitMix64};
+use ldctq::phantom::{self, Augmentation, Rng};
 use ldctq::simulate::{self, quality_label, reader_label, Filter, ScanParams};
 use ldctq::Error;
 use std::process::Command;
@@ -174,7 +174,7 @@ fn augmentation_flips_rotates_crops_and_resamples() {
     let want = Tensor::from_slice(&[1f32, 5., 9., 2., 6., 10., 3., 7., 11.]).view([3, 3]);
     common::assert_close("augment", &out, &want, 0.0);
     assert!(phantom::augment(&hu, &Augmentation { flip: false, rot90: 0, crop: (1, 0, 3) }, 3).is_err());
-    let mut rng = SplitMix64::new(1);
+    let mut rng = Rng::new(1);
     for _ in 0..50 {
         let aug = Augmentation::random(&mut rng, (40, 60), 0.6);
         let (top, left, side) = aug.crop;

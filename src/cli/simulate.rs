@@ -21,7 +21,7 @@
 use anyhow::Context;
 use clap::ValueEnum;
 use ldctq::io::{self, Space};
-use ldctq::phantom::{self, Augmentation, SplitMix64};
+use ldctq::phantom::{self, Augmentation, Rng};
 use ldctq::preprocess::InputSpace;
 use ldctq::simulate::{self, Filter, ScanParams};
 use serde::Serialize;
@@ -177,7 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 (hu, format!("phantom:{phantom_seed}"), args.fov_mm / args.size as f64, None)
             }
             Source::Real { path, frame, hu, pixel_mm } => {
-                let mut rng = SplitMix64::new(phantom::derive_seed(seed, 1));
+                let mut rng = Rng::new(phantom::derive_seed(seed, 1));
                 let aug = Augmentation::random(&mut rng, (hu.size()[0], hu.size()[1]), args.min_crop);
                 let out = phantom::augment(hu, &aug, args.size)?;
                 let mm = pixel_mm * aug.crop.2 as f64 / args.size as f64;
@@ -270,7 +270,7 @@ fn dicom_pixel_mm(path: &Path) -> Option<f64> {
 
 /// A permutation of `0..n` (Fisher-Yates).
 fn shuffled(n: usize, seed: u64) -> Vec<usize> {
-    let mut rng = SplitMix64::new(seed);
+    let mut rng = Rng::new(seed);
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
         order.swap(i, rng.below(i as u64 + 1) as usize);

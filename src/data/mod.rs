@@ -7,6 +7,7 @@
 //!
 //! Labels without images and images without labels are errors that list the offending names.
 use crate::error::{Error, Result};
+pub use crate::rng::Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -171,47 +172,6 @@ fn check_label(file: &Path, what: &str, label: f64) -> Result<()> {
         return Err(problem(file, format!("{what}: score {label} is outside [0, 4]")));
     }
     Ok(())
-}
-
-/// A small deterministic PRNG (splitmix64), identical on every platform.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// A generator for a sub-stream, e.g. (seed, fold, epoch).
-    pub fn derive(parts: &[u64]) -> Self {
-        let mut r = Self(0x5EED);
-        for &p in parts {
-            r.0 ^= p;
-            r.next_u64();
-        }
-        r
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Fisher-Yates shuffle.
-    pub fn shuffle<T>(&mut self, xs: &mut [T]) {
-        for i in (1..xs.len()).rev() {
-            let j = (self.next_u64() % (i as u64 + 1)) as usize;
-            xs.swap(i, j);
-        }
-    }
 }
 
 /// Assigns each sample to one of `k` folds, stratified by label: samples are ordered by label (ties in

@@ -1,7 +1,7 @@
 //! Training augmentation (paper, section IV-B): horizontal flip (p = 0.5), rotation within +-10
 //! degrees, mild brightness/contrast jitter. Parameters come from the run's seeded [`Rng`], so a
 //! resumed run sees the same augmentations.
-use crate::data::Rng;
+use crate::rng::Rng;
 use tch::{Kind, Tensor};
 
 /// Augmentation strengths.

@@ -17,12 +17,13 @@ pub use adamw::AdamW;
 pub use augment::Augment;
 pub use loss::ranking_loss;
 
-use crate::data::{stratified_folds, Dataset, Rng};
+use crate::data::{stratified_folds, Dataset};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::metrics;
 use crate::model::{QualityConfig, QualityModel, Widths};
 use crate::preprocess::resize_bicubic;
+use crate::rng::Rng;
 use crate::siglip::Placement;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

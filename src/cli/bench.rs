@@ -1,0 +1,139 @@
+//! `ldctq bench`: benchmark denoisers by the no-reference score (and PSNR/SSIM where the set has
+//! references); writes per_image.csv, summary.{md,csv,json} and plots to --out.
+use super::Runtime;
+use anyhow::Context;
+use ldctq::bench::{self, BenchOptions, Provenance};
+use ldctq::criterion::QualityCriterion;
+use ldctq::data::Dataset;
+use ldctq::denoise;
+use ldctq::ensemble::Scorer;
+use ldctq::io::Space;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model folder (ldctq.json, head.safetensors) or ensemble folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Data set: an LDCTIQA2023-layout folder (image/, labels json, optional reference/ and meta.json)
+    /// or a CSV manifest.
+    #[arg(long)]
+    data: PathBuf,
+    /// A denoiser (repeatable): a built-in (identity, gaussian, median) with an optional JSON config
+    /// (`gaussian:{"sigma":1.5}`), a C plugin `path/lib.so[:JSON]`, or a TorchScript module `model.pt`;
+    /// `LABEL=SPEC` names it in the reports.
+    #[arg(long = "denoiser", value_name = "SPEC")]
+    denoisers: Vec<String>,
+    /// Output folder for the reports.
+    #[arg(long)]
+    out: PathBuf,
+    /// Images per batch.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// HU window CENTER,WIDTH of PSNR and SSIM (default: the LDCTIQA window, i.e. the [0, 1] images).
+    #[arg(long, value_parser = super::parse_window, default_value = "-300,1400")]
+    window: (f64, f64),
+    /// Bootstrap replicates per interval.
+    #[arg(long, default_value_t = 2000)]
+    bootstrap: usize,
+    /// Seed of the bootstraps and of libtorch's generator.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Only the first N images of the set.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// What the values of npy / integer TIFF files are: unit or hu.
+    #[arg(long)]
+    input: Option<String>,
+    /// Also write every denoised image to OUT/images/<method>/.
+    #[arg(long)]
+    save_images: bool,
+    /// Override the model's prompt.
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Exit with an error when a denoiser failed (the reports are written first).
+    #[arg(long)]
+    strict: bool,
+    #[command(flatten)]
+    runtime: Runtime,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let raw_as = match args.input.as_deref() {
+        None => None,
+        Some("unit") => Some(Space::Unit),
+        Some("hu") => Some(Space::Hu),
+        Some(other) => anyhow::bail!("--input {other:?}: expected unit or hu"),
+    };
+    let placement = args.runtime.placement()?;
+    let data =
+        Dataset::open(&args.data).with_context(|| format!("opening data set {}", args.data.display()))?;
+    let mut model = Scorer::load(&args.model, placement)
+        .with_context(|| format!("loading model {}", args.model.display()))?;
+    if let Some(p) = &args.prompt {
+        model.set_prompt(p)?;
+    }
+    let opts = BenchOptions {
+        batch: args.batch,
+        window: args.window,
+        bootstrap: args.bootstrap,
+        seed: args.seed,
+        limit: args.limit,
+        raw_as,
+        save_images: args.save_images.then(|| args.out.join("images")),
+        progress: true,
+    };
+    let (model_sha256, model_files) = bench::hash_model(&args.model)?;
+    let data_sha256 = bench::hash_dataset(&data, args.limit)?;
+    let candidates = denoise::load_all(&args.denoisers, placement.device);
+    let result = bench::run(&model, &data, candidates, &opts, placement.device)?;
+    let summary = bench::summarize(&result, &opts);
+    let prov = Provenance {
+        ldctq_version: env!("CARGO_PKG_VERSION").into(),
+        tch_version: "0.24.0".into(),
+        libtorch_version: bench::libtorch_version(),
+        device: args.runtime.device.clone(),
+        dtype: args.runtime.dtype.clone(),
+        model: args.model.clone(),
+        model_sha256,
+        model_files,
+        model_name: model.info().name,
+        data: args.data.clone(),
+        data_sha256,
+        denoisers: args.denoisers.clone(),
+        options: opts.clone(),
+        command: std::env::args().collect(),
+    };
+    bench::write_reports(&args.out, &result, &summary, &prov)?;
+    let t = &result.timing;
+    eprintln!(
+        "{} images x {} methods in {:.1} s ({:.3} images/s, {:.1}% scoring); reports in {}",
+        t.images,
+        result.methods.len(),
+        t.total_seconds,
+        t.images_per_second,
+        100.0 * t.score_share,
+        args.out.display()
+    );
+    println!("{:<16} {:>5} {:>8} {:>8} {:>9} {:>9}", "method", "n", "score", "gain", "improved", "p");
+    for m in &summary.methods {
+        match &m.error {
+            Some(e) => println!("{:<16} FAILED: {e}", m.name),
+            None => println!(
+                "{:<16} {:>5} {:>8} {:>8} {:>9} {:>9}",
+                m.name,
+                m.n,
+                m.score.as_ref().map_or("-".into(), |s| format!("{:.3}", s.mean)),
+                m.gain.as_ref().map_or("-".into(), |s| format!("{:+.3}", s.mean)),
+                m.improved.map_or("-".into(), |f| format!("{:.0}%", 100.0 * f)),
+                m.vs_input.as_ref().map_or("-".into(), |t| format!("{:.2e}", t.p)),
+            ),
+        }
+    }
+    let failed = summary.methods.iter().filter(|m| m.error.is_some()).count();
+    if failed > 0 {
+        eprintln!("warning: {failed} denoiser(s) failed; see {}", args.out.join("summary.md").display());
+        anyhow::ensure!(!args.strict, "{failed} denoiser(s) failed (--strict)");
+    }
+    Ok(())
+}

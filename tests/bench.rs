@@ -1,0 +1,630 @@
+//! The denoiser benchmark: the C plugin host (every failure a clear error naming the plugin, the others
+//! going on), built-ins, TorchScript, the Rust trait, PSNR/SSIM, statistics, reports and `ldctq bench`.
+//!
+//! The C plugins of `examples/plugins/` are compiled here with `cc -shared -fPIC -O2` into a temporary
+//! folder. Data: a small simulated set (`ldctq simulate`, 96 x 96, doses 0.25/0.1/0.05). Model: the tiny
+//! untrained fixture `tests/fixtures/quality/a_unit_seq` for the plumbing (identity == input, errors,
+//! reports, determinism); the direction checks on the *score* (smoothing up, noise down) need a trained
+//! model and run only when `models/default` exists; the same directions are always checked on PSNR/SSIM
+//! against the reference.
+mod common;
+
+use ldctq::bench::{self, BenchOptions, MethodKind};
+use ldctq::data::Dataset;
+use ldctq::denoise::{
+    self, Candidate, DenoiseError, Denoiser, DenoiserInfo, DenoiserSpec, ErrorKind, SpecKind,
+};
+use ldctq::ensemble::Scorer;
+use ldctq::siglip::Placement;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use tch::{Device, Kind, Tensor};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `examples/plugins/<rel>.c` compiled to a shared library (once per test run).
+fn plugin(rel: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = common::temp_dir("plugins");
+        let sources = [
+            "gaussian",
+            "median",
+            "add_noise",
+            "fail",
+            "bad/wrong_abi",
+            "bad/missing_symbol",
+            "bad/nan_output",
+            "bad/wrong_size",
+        ];
+        for name in sources {
+            let src = root().join("examples/plugins").join(format!("{name}.c"));
+            let out = dir.join(format!("lib{}.so", name.replace('/', "_")));
+            let status = Command::new("cc")
+                .args(["-shared", "-fPIC", "-O2", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror"])
+                .arg("-I")
+                .arg(root().join("include"))
+                .arg("-I")
+                .arg(root().join("examples/plugins"))
+                .arg(&src)
+                .arg("-o")
+                .arg(&out)
+                .arg("-lm")
+                .status()
+                .expect("a C compiler (cc) is needed to build the example plugins");
+            assert!(status.success(), "compiling {}", src.display());
+        }
+        dir
+    });
+    dir.join(format!("lib{}.so", rel.replace('/', "_")))
+}
+
+/// A simulated set: 12 images of 96 x 96 at doses 0.25, 0.1, 0.05, with references and meta.json.
+fn sim_set() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = common::temp_dir("bench-sim");
+        let out = Command::new(env!("CARGO_BIN_EXE_ldctq"))
+            .args(["simulate", "--count", "12", "--size", "96", "--doses", "0.25,0.1,0.05", "--views", "360"])
+            .args(["--seed", "5", "--i0", "2e4", "--overwrite", "--out"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ldctq simulate: {}", String::from_utf8_lossy(&out.stderr));
+        dir
+    })
+    .clone()
+}
+
+fn fixture_model() -> Scorer {
+    Scorer::load(&common::fixture("quality/a_unit_seq"), Placement::default()).unwrap()
+}
+
+fn opts() -> BenchOptions {
+    BenchOptions { bootstrap: 200, ..BenchOptions::default() }
+}
+
+fn spec(path: &Path, json: Option<&str>) -> String {
+    match json {
+        Some(j) => format!("{}:{j}", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
+fn random_images(n: i64, h: i64, w: i64, seed: i64) -> Tensor {
+    tch::manual_seed(seed);
+    Tensor::rand([n, 1, h, w], (Kind::Float, Device::Cpu))
+}
+
+#[test]
+fn header_and_plugins_are_c99_pedantic_clean() {
+    let dir = common::temp_dir("header");
+    let src = dir.join("main.c");
+    std::fs::write(
+        &src,
+        "#include \"ldctq_denoiser.h\"\nint main(void) { return LDCTQ_DENOISER_ABI_MAJOR - 1; }\n",
+    )
+    .unwrap();
+    let out = Command::new("cc")
+        .args(["-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(root().join("include"))
+        .arg(&src)
+        .arg("-o")
+        .arg(dir.join("main"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Every plugin compiled with -std=c99 -pedantic -Wall -Wextra -Werror.
+    assert!(plugin("gaussian").is_file());
+}
+
+#[test]
+fn plugin_failures_are_clear_errors_naming_the_plugin() {
+    let cases: Vec<(String, ErrorKind, &str)> = vec![
+        (spec(&plugin("bad/wrong_abi"), None), ErrorKind::Abi, "ABI 2.0"),
+        (spec(&plugin("bad/missing_symbol"), None), ErrorKind::MissingSymbol, "ldctq_denoiser_get_api"),
+        (spec(&plugin("fail"), Some(r#"{"fail_in":"create"}"#)), ErrorKind::Create, "refusing to start"),
+        (spec(&plugin("gaussian"), Some(r#"{"sigma":-1}"#)), ErrorKind::Create, "sigma must be in (0, 20]"),
+        ("/no/such/libplugin.so".into(), ErrorKind::Load, "cannot open"),
+    ];
+    for (text, kind, needle) in &cases {
+        let c = denoise::load_all(std::slice::from_ref(text), Device::Cpu).remove(0);
+        let e = c.denoiser.err().unwrap_or_else(|| panic!("{text} should fail to load"));
+        println!("{text}: {e}");
+        assert_eq!(e.kind, *kind, "{text}: {e}");
+        let path = text.split(':').next().unwrap();
+        assert!(e.to_string().contains(path), "{e} does not name {path}");
+        assert!(e.to_string().contains(needle), "{e} lacks {needle:?}");
+    }
+}
+
+#[test]
+fn failing_plugins_are_reported_and_the_others_go_on() {
+    let data = Dataset::open(&sim_set()).unwrap();
+    let specs = vec![
+        spec(&plugin("gaussian"), None),
+        spec(&plugin("bad/wrong_abi"), None),
+        spec(&plugin("fail"), None),
+        spec(&plugin("fail"), Some(r#"{"after":1}"#)),
+        spec(&plugin("bad/nan_output"), None),
+        spec(&plugin("bad/nan_output"), Some(r#"{"inf":1}"#)),
+        spec(&plugin("bad/wrong_size"), Some(r#"{"mode":"short"}"#)),
+        spec(&plugin("bad/wrong_size"), Some(r#"{"mode":"long"}"#)),
+        spec(&plugin("bad/missing_symbol"), None),
+        spec(&plugin("median"), None),
+        "identity".into(),
+    ];
+    let candidates = denoise::load_all(&specs, Device::Cpu);
+    let names: Vec<String> = candidates.iter().map(|c| c.name.clone()).collect();
+    assert_eq!(
+        names,
+        [
+            "gaussian",
+            "bad_wrong_abi", // a plugin that fails to load is named after its file
+            "fail",
+            "fail#2",
+            "nan_output",
+            "nan_output#2",
+            "wrong_size",
+            "wrong_size#2",
+            "bad_missing_symbol",
+            "median",
+            "identity"
+        ]
+    );
+    let o = BenchOptions { batch: 4, limit: Some(8), ..opts() };
+    let run = bench::run(&fixture_model(), &data, candidates, &o, Device::Cpu).unwrap();
+    let by = |name: &str| run.methods.iter().find(|m| m.name == name).unwrap();
+    for ok in ["input", "reference", "gaussian", "median", "identity"] {
+        let m = by(ok);
+        assert!(m.ok(), "{ok}: {:?}", m.error);
+        assert!(m.scores.iter().all(|s| s.is_some()), "{ok} has every score");
+    }
+    let expect = [
+        ("bad_wrong_abi", ErrorKind::Abi, "wrong_abi", 0),
+        ("fail", ErrorKind::Denoise, "simulated failure on call 1", 0),
+        ("fail#2", ErrorKind::Denoise, "simulated failure on call 2", 4),
+        ("nan_output", ErrorKind::NonFinite, "NaN", 0),
+        ("nan_output#2", ErrorKind::NonFinite, "inf", 0),
+        ("wrong_size", ErrorKind::WrongSize, "unwritten", 0),
+        ("wrong_size#2", ErrorKind::WrongSize, "past the end", 0),
+        ("bad_missing_symbol", ErrorKind::MissingSymbol, "missing_symbol", 0),
+    ];
+    for (name, kind, needle, at) in expect {
+        let m = by(name);
+        let e = m.error.as_ref().unwrap_or_else(|| panic!("{name} should have failed"));
+        println!("{name}: {e}");
+        assert_eq!(e.kind, kind, "{name}: {e}");
+        assert!(e.denoiser.contains("plugin ") && e.denoiser.contains(".so"), "{name}: {e} names no plugin");
+        assert!(
+            e.to_string().to_lowercase().contains(&needle.to_lowercase()),
+            "{name}: {e} lacks {needle:?}"
+        );
+        assert_eq!(m.failed_at, Some(at), "{name}");
+    }
+    // "fail#2" denoised the first batch before failing: its scores stop there.
+    assert!(by("fail#2").scores[..4].iter().all(|s| s.is_some()));
+    assert!(by("fail#2").scores[4..].iter().all(|s| s.is_none()));
+    let summary = bench::summarize(&run, &o);
+    let failed: Vec<&str> =
+        summary.methods.iter().filter(|m| m.status == "failed").map(|m| m.name.as_str()).collect();
+    assert_eq!(failed.len(), 8);
+    assert!(summary.methods.iter().filter(|m| m.status == "failed").all(|m| m.score.is_none()));
+}
+
+#[test]
+fn the_same_plugin_loaded_twice_works() {
+    let path = plugin("gaussian");
+    let mut a = denoise::PluginDenoiser::load(&path, Some(r#"{"sigma":1.0}"#)).unwrap();
+    let mut b = denoise::PluginDenoiser::load(&path, Some(r#"{"sigma":2.0}"#)).unwrap();
+    let x = random_images(2, 20, 24, 1);
+    let ya = denoise::denoise_checked(&mut a, &x).unwrap();
+    let yb = denoise::denoise_checked(&mut b, &x).unwrap();
+    assert!(common::max_abs_diff(&ya, &yb) > 1e-3, "two states, two configs");
+    assert_eq!(a.info().sha256, b.info().sha256);
+    drop(a); // destroys a's state only; the library stays loaded
+    let yb2 = denoise::denoise_checked(&mut b, &x).unwrap();
+    assert_eq!(common::max_abs_diff(&yb, &yb2), 0.0);
+    let mut c = denoise::PluginDenoiser::load(&path, None).unwrap();
+    assert!(
+        common::max_abs_diff(&denoise::denoise_checked(&mut c, &x).unwrap(), &ya) == 0.0,
+        "sigma 1 default"
+    );
+    assert_eq!(c.abi_minor(), 0);
+}
+
+#[test]
+fn builtins_match_the_c_plugins() {
+    let x = random_images(3, 21, 26, 2);
+    for (builtin, lib, cfg, tol) in [
+        ("gaussian", "gaussian", r#"{"sigma":1.3}"#, 1e-5),
+        ("median", "median", r#"{"size":3}"#, 0.0),
+        ("median", "median", r#"{"size":5}"#, 0.0),
+    ] {
+        let mut ours = denoise::builtin::from_name(builtin, Some(cfg)).unwrap();
+        let mut theirs = denoise::PluginDenoiser::load(&plugin(lib), Some(cfg)).unwrap();
+        let a = denoise::denoise_checked(ours.as_mut(), &x).unwrap();
+        let b = denoise::denoise_checked(&mut theirs, &x).unwrap();
+        let diff = common::max_abs_diff(&a, &b);
+        println!("{builtin} {cfg}: max diff {diff:.2e}");
+        assert!(diff <= tol, "{builtin} {cfg}: builtin and plugin differ by {diff}");
+    }
+    let mut id = denoise::builtin::from_name("identity", None).unwrap();
+    assert_eq!(common::max_abs_diff(&denoise::denoise_checked(id.as_mut(), &x).unwrap(), &x), 0.0);
+    let e = denoise::builtin::from_name("median", Some(r#"{"size":4}"#)).err().unwrap();
+    assert_eq!(e.kind, ErrorKind::Config);
+    let e = denoise::builtin::from_name("gaussian", Some(r#"{"sigmaa":1}"#)).err().unwrap();
+    assert!(e.message.contains("unknown key"), "{e}");
+}
+
+/// Rust denoisers that break the contract in every way the host checks.
+struct Broken(&'static str);
+
+impl Denoiser for Broken {
+    fn info(&self) -> DenoiserInfo {
+        DenoiserInfo::rust(self.0)
+    }
+    fn denoise(&mut self, x: &Tensor) -> Result<Tensor, DenoiseError> {
+        match self.0 {
+            "shape" => Ok(x.narrow(2, 0, x.size()[2] - 1)),
+            "nan" => Ok(x / 0.0 * 0.0),
+            "error" => Err(DenoiseError::new("rust error", ErrorKind::Denoise, "out of ideas")),
+            "panic" => panic!("index out of bounds in my filter"),
+            "int" => Ok(x.to_kind(Kind::Int64)),
+            _ => Ok(x.to_kind(Kind::Double) * 0.5), // fine: converted to f32
+        }
+    }
+}
+
+#[test]
+fn rust_denoisers_are_checked_like_plugins() {
+    let x = random_images(2, 16, 16, 3);
+    for (what, kind) in [
+        ("shape", Some(ErrorKind::WrongSize)),
+        ("nan", Some(ErrorKind::NonFinite)),
+        ("error", Some(ErrorKind::Denoise)),
+        ("panic", Some(ErrorKind::Denoise)),
+        ("int", Some(ErrorKind::WrongSize)),
+        ("ok", None),
+    ] {
+        let mut d = Broken(what);
+        match (denoise::denoise_checked(&mut d, &x), kind) {
+            (Ok(y), None) => assert_eq!(y.kind(), Kind::Float),
+            (Err(e), Some(k)) => {
+                println!("{what}: {e}");
+                assert_eq!(e.kind, k, "{what}: {e}");
+            }
+            (r, k) => panic!("{what}: got {:?}, expected {k:?}", r.map(|t| t.size())),
+        }
+    }
+    // In a benchmark: the panicking one is dropped, the fine one goes on.
+    let data = Dataset::open(&sim_set()).unwrap();
+    let mut cands = vec![Candidate::new(Box::new(Broken("panic"))), Candidate::new(Box::new(Broken("ok")))];
+    denoise::unique_names(&mut cands);
+    let o = BenchOptions { limit: Some(3), ..opts() };
+    let run = bench::run(&fixture_model(), &data, cands, &o, Device::Cpu).unwrap();
+    assert!(run
+        .methods
+        .iter()
+        .find(|m| m.name == "panic")
+        .unwrap()
+        .error
+        .as_ref()
+        .unwrap()
+        .message
+        .contains("panicked"));
+    assert!(run.methods.iter().find(|m| m.name == "ok").unwrap().ok());
+}
+
+#[test]
+fn spec_parsing() {
+    let p = |s: &str| DenoiserSpec::parse(s).unwrap();
+    assert_eq!(p("identity").kind, SpecKind::Builtin { name: "identity".into(), config: None });
+    assert_eq!(
+        p(r#"gaussian:{"sigma":2}"#).kind,
+        SpecKind::Builtin { name: "gaussian".into(), config: Some(r#"{"sigma":2}"#.into()) }
+    );
+    let s = p(r#"smooth=./libg.so:{"sigma": 1.5}"#);
+    assert_eq!(s.label.as_deref(), Some("smooth"));
+    assert_eq!(
+        s.kind,
+        SpecKind::Plugin { path: "./libg.so".into(), config: Some(r#"{"sigma": 1.5}"#.into()) }
+    );
+    assert_eq!(p("libg.so").default_name(), "g");
+    assert_eq!(p("models/cnn.pt").kind, SpecKind::TorchScript { path: "models/cnn.pt".into() });
+    for bad in ["", "bilateral", "gaussian:{sigma}", "gaussian:[1]", "cnn.pt:{}"] {
+        let e = DenoiserSpec::parse(bad).err().unwrap_or_else(|| panic!("{bad:?} should not parse"));
+        assert_eq!(e.kind, ErrorKind::Spec, "{bad}: {e}");
+    }
+}
+
+#[test]
+fn psnr_and_ssim_known_values() {
+    let x = random_images(2, 32, 40, 4);
+    let s = Vec::<f64>::try_from(bench::ssim(&x, &x)).unwrap();
+    assert!(s.iter().all(|v| (v - 1.0).abs() < 1e-12), "{s:?}");
+    let p = Vec::<f64>::try_from(bench::psnr(&x, &(&x + 0.01).clamp(-10.0, 10.0))).unwrap();
+    assert!(p.iter().all(|v| (v - 40.0).abs() < 1e-3), "mse 1e-4 -> 40 dB: {p:?}");
+    // Constant images a, b: SSIM = (2ab + C1) / (a^2 + b^2 + C1).
+    let (a, b) = (0.3f64, 0.6f64);
+    let ia = Tensor::full([1, 1, 16, 16], a, (Kind::Float, Device::Cpu));
+    let ib = Tensor::full([1, 1, 16, 16], b, (Kind::Float, Device::Cpu));
+    let want = (2.0 * a * b + 1e-4) / (a * a + b * b + 1e-4);
+    let got = bench::ssim(&ia, &ib).double_value(&[0]);
+    assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    // Against a direct (loop) evaluation of the Gaussian-windowed SSIM over the valid region.
+    let (h, w) = (19usize, 23usize);
+    let u = random_images(1, h as i64, w as i64, 5);
+    let v = (&u * 0.7 + random_images(1, h as i64, w as i64, 6) * 0.3).to_kind(Kind::Float);
+    let uu = Vec::<f64>::try_from(u.to_kind(Kind::Double).view(-1)).unwrap();
+    let vv = Vec::<f64>::try_from(v.to_kind(Kind::Double).view(-1)).unwrap();
+    let g: Vec<f64> = (-5..=5).map(|i: i32| (-(i * i) as f64 / (2.0 * 1.5 * 1.5)).exp()).collect();
+    let gs: f64 = g.iter().sum::<f64>().powi(2);
+    let (mut total, mut count) = (0.0, 0);
+    for y in 5..h - 5 {
+        for x in 5..w - 5 {
+            let (mut mu, mut mv, mut uu2, mut vv2, mut uv) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for dy in 0..11 {
+                for dx in 0..11 {
+                    let k = g[dy] * g[dx] / gs;
+                    let i = (y + dy - 5) * w + (x + dx - 5);
+                    mu += k * uu[i];
+                    mv += k * vv[i];
+                    uu2 += k * uu[i] * uu[i];
+                    vv2 += k * vv[i] * vv[i];
+                    uv += k * uu[i] * vv[i];
+                }
+            }
+            let (c1, c2) = (1e-4, 9e-4);
+            total += ((2.0 * mu * mv + c1) * (2.0 * (uv - mu * mv) + c2))
+                / ((mu * mu + mv * mv + c1) * (uu2 - mu * mu + vv2 - mv * mv + c2));
+            count += 1;
+        }
+    }
+    let want = total / count as f64;
+    let got = bench::ssim(&u, &v).double_value(&[0]);
+    println!("ssim loop {want:.10} conv {got:.10}");
+    assert!((got - want).abs() < 1e-9);
+}
+
+/// PSNR and SSIM against the full-dose reference rise for smoothing and fall for added noise: checks
+/// the benchmark's direction without a trained model.
+#[test]
+fn smoothing_raises_psnr_and_ssim_and_noise_lowers_them() {
+    let data = Dataset::open(&sim_set()).unwrap();
+    let specs = vec![
+        "gaussian:{\"sigma\":0.8}".to_string(),
+        "median".into(),
+        spec(&plugin("gaussian"), Some(r#"{"sigma":0.8}"#)),
+        spec(&plugin("add_noise"), Some(r#"{"sigma":0.05,"seed":3}"#)),
+    ];
+    let o = opts();
+    let run =
+        bench::run(&fixture_model(), &data, denoise::load_all(&specs, Device::Cpu), &o, Device::Cpu).unwrap();
+    let summary = bench::summarize(&run, &o);
+    assert_eq!(summary.with_reference, 12);
+    let by = |name: &str| summary.methods.iter().find(|m| m.name == name).unwrap();
+    for m in &summary.methods {
+        println!(
+            "{:<12} score {:.3} psnr {:?} ssim {:?} psnr_gain {:?} ssim_gain {:?}",
+            m.name,
+            m.score.as_ref().map_or(f64::NAN, |s| s.mean),
+            m.psnr.as_ref().map(|e| e.mean),
+            m.ssim.as_ref().map(|e| e.mean),
+            m.psnr_gain,
+            m.ssim_gain
+        );
+    }
+    for smooth in ["gaussian", "median", "gaussian#2"] {
+        assert!(by(smooth).psnr_gain.unwrap() > 0.5, "{smooth}: PSNR should rise");
+        assert!(by(smooth).ssim_gain.unwrap() > 0.02, "{smooth}: SSIM should rise");
+    }
+    assert!(by("add_noise").psnr_gain.unwrap() < -2.0, "noise: PSNR should fall");
+    assert!(by("add_noise").ssim_gain.unwrap() < -0.1, "noise: SSIM should fall");
+    // Per image too: smoothing raises PSNR on most images, added noise lowers it on every one.
+    let input = &run.methods[0];
+    let rises = |name: &str| {
+        let m = run.methods.iter().find(|m| m.name == name).unwrap();
+        m.psnr.iter().zip(&input.psnr).filter(|(a, b)| a.unwrap() > b.unwrap()).count()
+    };
+    println!("PSNR rises on {} (median), {} (add_noise) of 12 images", rises("median"), rises("add_noise"));
+    assert!(rises("median") >= 9);
+    assert_eq!(rises("add_noise"), 0);
+    assert_eq!(by("reference").kind, MethodKind::Reference);
+    assert!(by("reference").psnr.is_none());
+    assert!(summary.pooled_srocc_score_psnr.is_some());
+}
+
+/// With the trained default model (when present): smoothing scores above the low-dose input, added
+/// noise below it.
+#[test]
+fn trained_model_scores_smoothing_up_and_noise_down() {
+    let dir = root().join("models/default");
+    if !dir.join("ldctq.json").is_file() && !dir.join("ensemble.json").is_file() {
+        println!("skipped: no trained model at {} (train one with `make demo`)", dir.display());
+        return;
+    }
+    let model = Scorer::load(&dir, Placement::default()).unwrap();
+    let data = Dataset::open(&sim_set()).unwrap();
+    let specs = vec![
+        "median".to_string(),
+        "gaussian:{\"sigma\":0.8}".into(),
+        spec(&plugin("add_noise"), Some(r#"{"sigma":0.05,"seed":3}"#)),
+        "identity".into(),
+    ];
+    let o = opts();
+    let run = bench::run(&model, &data, denoise::load_all(&specs, Device::Cpu), &o, Device::Cpu).unwrap();
+    let summary = bench::summarize(&run, &o);
+    let by = |name: &str| summary.methods.iter().find(|m| m.name == name).unwrap();
+    for m in &summary.methods {
+        println!(
+            "{:<10} score {:?} gain {:?}",
+            m.name,
+            m.score.as_ref().map(|s| s.mean),
+            m.gain.as_ref().map(|g| g.mean)
+        );
+    }
+    assert!(by("median").gain.as_ref().unwrap().mean > 0.0, "median should score above the input");
+    assert!(by("gaussian").gain.as_ref().unwrap().mean > 0.0, "gaussian should score above the input");
+    assert!(by("add_noise").gain.as_ref().unwrap().mean < 0.0, "added noise should score below the input");
+    assert_eq!(by("identity").gain.as_ref().unwrap().mean, 0.0);
+}
+
+#[test]
+fn torchscript_denoisers_run_and_wrong_shapes_are_errors() {
+    let python = common::python();
+    if !python.exists() {
+        println!("skipped: no python at {} (make setup)", python.display());
+        return;
+    }
+    let dir = common::temp_dir("torchscript");
+    let (scripted, traced, bad) = (dir.join("cnn.pt"), dir.join("cnn_traced.pt"), dir.join("crop.pt"));
+    for (out, extra) in [(&scripted, None), (&traced, Some("--trace"))] {
+        let mut cmd = Command::new(&python);
+        cmd.arg(root().join("scripts/export_torchscript_denoiser.py"))
+            .args(["--steps", "20", "--size", "32", "--batch", "4", "--out"])
+            .arg(out);
+        if let Some(e) = extra {
+            cmd.arg(e);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "export: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let code = format!(
+        "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        return x[:, :, 1:, :]\n\
+         torch.jit.script(M()).save({:?})\n",
+        bad.display().to_string()
+    );
+    let script = dir.join("crop.py"); // TorchScript needs the source in a file
+    std::fs::write(&script, code).unwrap();
+    let o = Command::new(&python).arg(&script).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let x = random_images(2, 40, 36, 7);
+    let mut a = denoise::TorchScriptDenoiser::load(&scripted, Device::Cpu).unwrap();
+    let mut b = denoise::TorchScriptDenoiser::load(&traced, Device::Cpu).unwrap();
+    for d in [&mut a as &mut dyn Denoiser, &mut b] {
+        let y = denoise::denoise_checked(d, &x).unwrap();
+        assert_eq!(y.size(), x.size());
+        assert_eq!(d.info().kind, "torchscript");
+        assert_eq!(d.info().sha256.unwrap().len(), 64);
+    }
+    let mut c = denoise::TorchScriptDenoiser::load(&bad, Device::Cpu).unwrap();
+    let e = denoise::denoise_checked(&mut c, &x).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::WrongSize);
+    assert!(e.to_string().contains("crop.pt"), "{e}");
+    let e = denoise::TorchScriptDenoiser::load(&dir.join("missing.pt"), Device::Cpu).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Load);
+    std::fs::write(dir.join("junk.pt"), b"not a module").unwrap();
+    let e = denoise::TorchScriptDenoiser::load(&dir.join("junk.pt"), Device::Cpu).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Load);
+    assert!(e.to_string().contains("junk.pt"), "{e}");
+
+    // In a benchmark.
+    let data = Dataset::open(&sim_set()).unwrap();
+    let specs = vec![spec(&scripted, None), spec(&bad, None)];
+    let o = BenchOptions { limit: Some(4), ..opts() };
+    let run =
+        bench::run(&fixture_model(), &data, denoise::load_all(&specs, Device::Cpu), &o, Device::Cpu).unwrap();
+    assert!(run.methods.iter().find(|m| m.name == "cnn").unwrap().ok());
+    assert_eq!(
+        run.methods.iter().find(|m| m.name == "crop").unwrap().error.as_ref().unwrap().kind,
+        ErrorKind::WrongSize
+    );
+}
+
+fn bench_cli(out: &Path, extra_env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ldctq"));
+    cmd.args(["bench", "--model"])
+        .arg(common::fixture("quality/a_unit_seq"))
+        .arg("--data")
+        .arg(sim_set())
+        .args(["--denoiser", "identity", "--denoiser", "smooth=gaussian:{\"sigma\":0.8}", "--denoiser"])
+        .arg(spec(&plugin("add_noise"), None))
+        .arg("--denoiser")
+        .arg(spec(&plugin("fail"), None))
+        .args(["--bootstrap", "300", "--batch", "5", "--seed", "11", "--save-images", "--out"])
+        .arg(out);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn bench_command_writes_reports_identity_equals_input_and_reruns_are_identical() {
+    let (a, b) = (common::temp_dir("bench-a"), common::temp_dir("bench-b"));
+    let out = bench_cli(&a, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}\n{stderr}");
+    assert!(out.status.success(), "a failing plugin does not fail the run: {stderr}");
+    assert!(stdout.contains("FAILED") && stdout.contains("libfail.so"), "the failure is reported");
+    // The second run draws its plots without a font (text-less fallback).
+    let out2 = bench_cli(&b, &[("LDCTQ_PLOT_FONT", "/nonexistent/font.ttf")]);
+    assert!(out2.status.success(), "{}", String::from_utf8_lossy(&out2.stderr));
+    for f in ["per_image.csv", "summary.csv", "summary.md", "summary.json"] {
+        assert!(a.join(f).is_file(), "{f}");
+    }
+    for f in ["scores", "score_vs_dose", "score_vs_psnr"] {
+        for dir in [&a, &b] {
+            let png = std::fs::read(dir.join(format!("{f}.png"))).unwrap();
+            assert!(png.starts_with(b"\x89PNG") && png.len() > 1000, "{f}.png");
+            let svg = std::fs::read_to_string(dir.join(format!("{f}.svg"))).unwrap();
+            assert!(svg.contains("<svg"), "{f}.svg");
+        }
+    }
+    // Same inputs, same numbers.
+    for f in ["per_image.csv", "summary.csv"] {
+        assert_eq!(
+            std::fs::read_to_string(a.join(f)).unwrap(),
+            std::fs::read_to_string(b.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // Identity scores exactly like the input, image by image.
+    let csv = std::fs::read_to_string(a.join("per_image.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("column {name}"));
+    let (ci, cid) = (col("score_input"), col("score_identity"));
+    assert!(header.contains(&"score_smooth") && header.contains(&"psnr_smooth") && header.contains(&"dose"));
+    assert!(!header.iter().any(|h| h.contains("fail")), "failed methods have no columns");
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 12);
+    for r in &rows {
+        assert_eq!(r[ci], r[cid]);
+        assert!(!r[col("dose")].is_empty());
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("summary.json")).unwrap()).unwrap();
+    let run = &json["run"];
+    assert_eq!(run["model_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(run["data_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(run["options"]["seed"], 11);
+    assert!(run["libtorch_version"].as_str().unwrap().starts_with('2'), "{}", run["libtorch_version"]);
+    assert_eq!(run["ldctq_version"], env!("CARGO_PKG_VERSION"));
+    let timing = &json["timing"];
+    assert!(timing["images_per_second"].as_f64().unwrap() > 0.0);
+    let share = timing["score_share"].as_f64().unwrap();
+    assert!(share > 0.0 && share <= 1.0);
+    let methods = json["summary"]["methods"].as_array().unwrap();
+    let identity = methods.iter().find(|m| m["name"] == "identity").unwrap();
+    let input = methods.iter().find(|m| m["name"] == "input").unwrap();
+    assert_eq!(identity["score"], input["score"], "same mean and the same (paired) bootstrap interval");
+    assert_eq!(identity["gain"]["mean"], 0.0);
+    assert_eq!(identity["vs_input"]["p"], 1.0);
+    let fail = methods.iter().find(|m| m["name"] == "fail").unwrap();
+    assert_eq!(fail["status"], "failed");
+    assert!(fail["error"].as_str().unwrap().contains("simulated failure"));
+    let md = std::fs::read_to_string(a.join("summary.md")).unwrap();
+    assert!(md.contains("images/s") && md.contains("of the time"), "timing in the summary");
+    assert!(md.contains("## Failed denoisers") && md.contains("libfail.so"));
+    assert!(md.contains("## Mean score by dose") && md.contains("## Pairwise comparisons"));
+    // --save-images wrote the denoised images.
+    let saved = ldctq::io::read_image(&a.join("images/smooth/0000.tif")).unwrap();
+    assert_eq!(saved.pixels.dim(), (1, 96, 96));
+    assert!(!a.join("images/fail").exists());
+}
