@@ -19,16 +19,25 @@ fn main() -> anyhow::Result<()> {
 
     // Noisy [0,1] slices: procedural phantoms through the model's window, plus Gaussian noise.
     tch::manual_seed(0);
-    let (lo, w) = (criterion.config.window_center - criterion.config.window_width / 2.0, criterion.config.window_width);
-    let clean: Vec<Tensor> = (0..4).map(|s| ((ldctq::phantom::phantom(s, size) - lo) / w).clamp(0.0, 1.0)).collect();
+    let (lo, w) =
+        (criterion.config.window_center - criterion.config.window_width / 2.0, criterion.config.window_width);
+    let clean: Vec<Tensor> =
+        (0..4).map(|s| ((ldctq::phantom::phantom(s, size) - lo) / w).clamp(0.0, 1.0)).collect();
     let clean = Tensor::stack(&clean, 0).unsqueeze(1).to_kind(Kind::Float); // (4, 1, S, S)
     let noisy = &clean + Tensor::randn_like(&clean) * 0.08;
 
     // The denoiser predicts the noise: denoised = noisy - net(noisy).
     let vs = nn::VarStore::new(Device::Cpu);
     let p = vs.root();
-    let conv = |name: &str, i, o| nn::conv2d(&p / name, i, o, 3, nn::ConvConfig { padding: 1, ..Default::default() });
-    let net = nn::seq().add(conv("c1", 1, 16)).add_fn(|x| x.relu()).add(conv("c2", 16, 16)).add_fn(|x| x.relu()).add(conv("c3", 16, 1));
+    let conv = |name: &str, i, o| {
+        nn::conv2d(&p / name, i, o, 3, nn::ConvConfig { padding: 1, ..Default::default() })
+    };
+    let net = nn::seq()
+        .add(conv("c1", 1, 16))
+        .add_fn(|x| x.relu())
+        .add(conv("c2", 16, 16))
+        .add_fn(|x| x.relu())
+        .add(conv("c3", 16, 1));
     let mut opt = nn::Adam::default().build(&vs, 2e-3)?;
     let lambda = 0.05;
     println!("step  quality  mse-to-clean");

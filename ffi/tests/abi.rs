@@ -547,7 +547,11 @@ fn gradient_is_a_vjp_matching_central_differences_in_f64() {
         }
         for k in 0..x.len() {
             let want = u[0] * g0[k] + u[1] * g1[k];
-            assert!((g[k] - want).abs() <= 1e-12 + 1e-12 * want.abs(), "linearity at {k}: {} vs {want}", g[k]);
+            assert!(
+                (g[k] - want).abs() <= 1e-12 + 1e-12 * want.abs(),
+                "linearity at {k}: {} vs {want}",
+                g[k]
+            );
         }
     }
 }

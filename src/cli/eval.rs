@@ -1,10 +1,10 @@
 //! `ldctq eval`: every metric of a model on a labelled set.
 use super::Runtime;
+use anyhow::Context;
 use ldctq::criterion::QualityCriterion;
 use ldctq::data::Dataset;
 use ldctq::ensemble::Scorer;
 use ldctq::train::Cache;
-use anyhow::Context;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -29,7 +29,8 @@ pub struct Args {
 /// Rows of (group value, n, mean label, mean score, MAE), grouped by `field` of `meta.json` entries.
 fn grouped(data: &Dataset, pred: &[f64], field: &str) -> anyhow::Result<Vec<(String, usize, f64, f64, f64)>> {
     let meta_path = data.root.join("meta.json");
-    let text = std::fs::read_to_string(&meta_path).with_context(|| format!("--by needs {}", meta_path.display()))?;
+    let text =
+        std::fs::read_to_string(&meta_path).with_context(|| format!("--by needs {}", meta_path.display()))?;
     let entries: Vec<serde_json::Value> = serde_json::from_str(&text)?;
     let key_of: std::collections::HashMap<String, String> = entries
         .iter()
@@ -38,7 +39,8 @@ fn grouped(data: &Dataset, pred: &[f64], field: &str) -> anyhow::Result<Vec<(Str
     let mut groups: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
     for (sample, &p) in data.samples.iter().zip(pred) {
         let name = sample.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let key = key_of.get(&name).with_context(|| format!("{name}: no {field:?} in {}", meta_path.display()))?;
+        let key =
+            key_of.get(&name).with_context(|| format!("{name}: no {field:?} in {}", meta_path.display()))?;
         groups.entry(key.clone()).or_default().push((sample.label, p));
     }
     let mut rows: Vec<_> = groups
@@ -74,11 +76,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .map(|(k, n, l, p, mae)| serde_json::json!({"value": k, "n": n, "mean_label": l, "mean_score": p, "mae": mae}))
                     .collect::<Vec<_>>()
             });
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"metrics": report, "groups": groups}))?)
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"metrics": report, "groups": groups}))?
+            )
         }
         "table" => {
             if let (Some(field), Some(rows)) = (&args.by, &groups) {
-                println!("{field:>8}  {:>6}  {:>10}  {:>10}  {:>6}", "images", "mean label", "mean score", "MAE");
+                println!(
+                    "{field:>8}  {:>6}  {:>10}  {:>10}  {:>6}",
+                    "images", "mean label", "mean score", "MAE"
+                );
                 for (k, n, l, p, mae) in rows {
                     println!("{k:>8}  {n:>6}  {l:>10.3}  {p:>10.3}  {mae:>6.3}");
                 }
