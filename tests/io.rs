@@ -445,3 +445,71 @@ proptest! {
         read_everything(&dir, &bytes);
     }
 }
+
+/// pydicom-data's enhanced multi-frame CT eCT_Supplemental.dcm, in the `data_store` package of
+/// `$LDCTQ_PYTHON` (default `.venv/bin/python`). Fails, rather than skips, when it is missing.
+fn ect_supplemental() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let python = std::env::var_os("LDCTQ_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+        let code = "import os, data_store; \
+                    print(os.path.join(os.path.dirname(data_store.__file__), 'data', 'eCT_Supplemental.dcm'))";
+        let out = Command::new(&python).args(["-c", code]).output().unwrap_or_else(|e| {
+            panic!("cannot run {} (set LDCTQ_PYTHON to a python with pydicom-data): {e}", python.display())
+        });
+        assert!(
+            out.status.success(),
+            "{} cannot locate pydicom-data's data_store (pip install pydicom-data): {}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim());
+        assert!(path.is_file(), "pydicom-data's eCT_Supplemental.dcm is missing: {}", path.display());
+        path
+    })
+}
+
+#[derive(Deserialize)]
+struct FrameStats {
+    min: f64,
+    max: f64,
+    mean: f64,
+    pixels: Vec<(usize, usize, f64)>,
+}
+
+#[derive(Deserialize)]
+struct EnhancedStats {
+    shape: [usize; 3],
+    window: Option<(f64, f64)>,
+    frames: Vec<FrameStats>,
+}
+
+#[test]
+fn enhanced_ct_rescale_and_window_come_from_functional_groups() {
+    // eCT_Supplemental.dcm has no top-level RescaleSlope/Intercept or window; its
+    // SharedFunctionalGroupsSequence gives intercept -1024 and window 49/102.
+    let stats: EnhancedStats =
+        serde_json::from_str(&fs::read_to_string(fixture("ect_supplemental_stats.json")).unwrap()).unwrap();
+    let slices = read_dicom(ect_supplemental()).unwrap();
+    assert_eq!(slices.space, Space::Hu);
+    assert_eq!(slices.window, stats.window);
+    assert_eq!(slices.pixels.shape(), stats.shape);
+    assert_eq!(stats.frames.len(), stats.shape[0]);
+    for (f, (frame, expected)) in slices.pixels.outer_iter().zip(&stats.frames).enumerate() {
+        let mean = frame.iter().map(|&v| f64::from(v)).sum::<f64>() / frame.len() as f64;
+        let min = frame.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+        let max = frame.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        assert_eq!((f64::from(min), f64::from(max)), (expected.min, expected.max), "frame {f}");
+        assert!(
+            (mean - expected.mean).abs() <= 1e-6 * expected.mean.abs(),
+            "frame {f}: mean {mean} vs {}",
+            expected.mean
+        );
+        for &(row, col, value) in &expected.pixels {
+            assert_eq!(f64::from(frame[[row, col]]), value, "frame {f} pixel ({row}, {col})");
+        }
+    }
+    assert_eq!(read_image(ect_supplemental()).unwrap().pixels, slices.pixels);
+}

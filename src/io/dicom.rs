@@ -8,7 +8,7 @@ use dicom_core::value::{DicomValueType, PrimitiveValue, Value};
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::{tags, StandardDataDictionary};
 use dicom_object::file::ReadPreamble;
-use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
 
 use super::{chain, head, slices, ReadError, Result, Slices, Space};
 
@@ -68,6 +68,12 @@ fn parse(path: &Path, bytes: &[u8], until: Option<Tag>) -> Result<DefaultDicomOb
 /// unsigned or signed (two's complement) samples and SamplesPerPixel 1. Values are
 /// `raw * RescaleSlope + RescaleIntercept` (defaults 1 and 0).
 ///
+/// Enhanced multi-frame files keep RescaleSlope/RescaleIntercept in the
+/// PixelValueTransformationSequence and WindowCenter/WindowWidth in the FrameVOILUTSequence of
+/// their functional groups. Top-level values win where present; otherwise a frame's own
+/// PerFrameFunctionalGroupsSequence item applies to it, then the SharedFunctionalGroupsSequence
+/// item. The window is the first frame's.
+///
 /// MONOCHROME1 images (where higher values are darker) are mirrored within the range of the stored
 /// values, `raw' = min + max - raw` (for example `4095 - raw` for unsigned 12-bit, `-1 - raw` for
 /// signed), before rescaling, so that higher always means brighter; the window center is mirrored
@@ -83,7 +89,7 @@ pub fn read_dicom(path: &Path) -> Result<Slices> {
         }
         _ => return Err(ReadError::CompressedDicom { path: path.into(), uid }),
     }
-    let attrs = Attrs { obj: &obj, path };
+    let attrs = Attrs { obj: &obj, path, within: String::new() };
 
     let samples = attrs.int(tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?.unwrap_or(1);
     if samples != 1 {
@@ -131,8 +137,6 @@ pub fn read_dicom(path: &Path) -> Result<Slices> {
         return Err(ReadError::truncated(path, FORMAT, reason));
     }
 
-    let slope = attrs.first_float(tags::RESCALE_SLOPE, "RescaleSlope")?.unwrap_or(1.0);
-    let intercept = attrs.first_float(tags::RESCALE_INTERCEPT, "RescaleIntercept")?.unwrap_or(0.0);
     let (lowest, highest) = if signed {
         (-(1i64 << (stored - 1)), (1i64 << (stored - 1)) - 1)
     } else {
@@ -141,20 +145,23 @@ pub fn read_dicom(path: &Path) -> Result<Slices> {
     let mirror = lowest + highest;
     let shift = high_bit + 1 - stored;
     let mask = u32::MAX >> (32 - stored);
-    let hu = |raw: i64| ((if mono1 { mirror - raw } else { raw }) as f64 * slope + intercept) as f32;
-    let values = pixels[..needed]
-        .chunks_exact(width)
-        .map(|sample| {
+    let groups = Groups::new(&obj, path);
+    // No overflow: `needed` is this times `frames`.
+    let frame_bytes = rows as usize * cols as usize * width;
+    let mut values = Vec::with_capacity(needed / width);
+    for (frame, bytes) in pixels[..needed].chunks_exact(frame_bytes.max(1)).enumerate() {
+        let (slope, intercept) = groups.rescale(frame)?;
+        let hu = |raw: i64| ((if mono1 { mirror - raw } else { raw }) as f64 * slope + intercept) as f32;
+        values.extend(bytes.chunks_exact(width).map(|sample| {
             let mut word = [0u8; 4];
             word[..width].copy_from_slice(sample);
             let raw = i64::from((u32::from_le_bytes(word) >> shift) & mask);
             hu(if signed && raw > highest { raw - (1i64 << stored) } else { raw })
-        })
-        .collect();
+        }));
+    }
 
-    let center = attrs.first_float(tags::WINDOW_CENTER, "WindowCenter")?;
-    let window_width = attrs.first_float(tags::WINDOW_WIDTH, "WindowWidth")?;
-    let window = center.zip(window_width).map(|(c, w)| {
+    let (slope, intercept) = groups.rescale(0)?;
+    let window = groups.window()?.map(|(c, w)| {
         // hu(mirror - raw) = mirror * slope + 2 * intercept - hu(raw)
         (if mono1 { mirror as f64 * slope + 2.0 * intercept - c } else { c }, w)
     });
@@ -259,10 +266,82 @@ fn pixel_bytes<'a>(obj: &'a DefaultDicomObject, path: &Path, uid: &str) -> Resul
     }
 }
 
+/// Where the rescale and window attributes of a (possibly enhanced multi-frame) file may be.
+struct Groups<'a> {
+    obj: &'a InMemDicomObject,
+    path: &'a Path,
+    shared: Option<&'a InMemDicomObject>,
+    per_frame: &'a [InMemDicomObject],
+}
+
+impl<'a> Groups<'a> {
+    fn new(obj: &'a InMemDicomObject, path: &'a Path) -> Self {
+        let shared = first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
+        let per_frame = sequence(obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).unwrap_or(&[]);
+        Groups { obj, path, shared, per_frame }
+    }
+
+    /// The data sets that may hold `frame`'s attributes of the functional group `group`, in order
+    /// of precedence: the top level, the frame's PerFrameFunctionalGroupsSequence item, the
+    /// SharedFunctionalGroupsSequence item.
+    fn sources(&self, frame: usize, group: Tag, name: &str) -> impl Iterator<Item = Attrs<'a>> {
+        let path = self.path;
+        let top = Attrs { obj: self.obj, path, within: String::new() };
+        let own = self.per_frame.get(frame).and_then(|g| first_item(g, group)).map(|obj| {
+            let within = format!("PerFrameFunctionalGroupsSequence item {} > {name} > ", frame + 1);
+            Attrs { obj, path, within }
+        });
+        let shared = self.shared.and_then(|g| first_item(g, group)).map(|obj| Attrs {
+            obj,
+            path,
+            within: format!("SharedFunctionalGroupsSequence > {name} > "),
+        });
+        [Some(top), own, shared].into_iter().flatten()
+    }
+
+    /// `frame`'s (RescaleSlope, RescaleIntercept), from the first source that has either.
+    fn rescale(&self, frame: usize) -> Result<(f64, f64)> {
+        for attrs in
+            self.sources(frame, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, "PixelValueTransformationSequence")
+        {
+            let slope = attrs.first_float(tags::RESCALE_SLOPE, "RescaleSlope")?;
+            let intercept = attrs.first_float(tags::RESCALE_INTERCEPT, "RescaleIntercept")?;
+            if slope.is_some() || intercept.is_some() {
+                return Ok((slope.unwrap_or(1.0), intercept.unwrap_or(0.0)));
+            }
+        }
+        Ok((1.0, 0.0))
+    }
+
+    /// The first frame's (WindowCenter, WindowWidth), from the first source that has both.
+    fn window(&self) -> Result<Option<(f64, f64)>> {
+        for attrs in self.sources(0, tags::FRAME_VOILUT_SEQUENCE, "FrameVOILUTSequence") {
+            let center = attrs.first_float(tags::WINDOW_CENTER, "WindowCenter")?;
+            let width = attrs.first_float(tags::WINDOW_WIDTH, "WindowWidth")?;
+            if let Some(window) = center.zip(width) {
+                return Ok(Some(window));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The items of the sequence `tag` of `obj`; `None` if absent or not a sequence.
+fn sequence(obj: &InMemDicomObject, tag: Tag) -> Option<&[InMemDicomObject]> {
+    obj.element_opt(tag).ok()??.items()
+}
+
+/// The first item of the sequence `tag` of `obj`; `None` if absent, empty or not a sequence.
+fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
+    sequence(obj, tag)?.first()
+}
+
 /// Typed access to a data set's attributes, with errors naming the file.
 struct Attrs<'a> {
-    obj: &'a DefaultDicomObject,
+    obj: &'a InMemDicomObject,
     path: &'a Path,
+    /// Where the data set is, prefixed to attribute names in errors (empty for the top level).
+    within: String,
 }
 
 impl Attrs<'_> {
@@ -272,11 +351,15 @@ impl Attrs<'_> {
         (!matches!(value, PrimitiveValue::Empty) && !value.to_str().trim().is_empty()).then_some(value)
     }
 
+    fn invalid(&self, reason: impl std::fmt::Display) -> ReadError {
+        ReadError::invalid(self.path, FORMAT, format!("{}{reason}", self.within))
+    }
+
     fn int(&self, tag: Tag, name: &str) -> Result<Option<u32>> {
         self.value(tag)
             .map(PrimitiveValue::to_int::<u32>)
             .transpose()
-            .map_err(|e| ReadError::invalid(self.path, FORMAT, format!("{name}: {e}")))
+            .map_err(|e| self.invalid(format!("{name}: {e}")))
     }
 
     fn required(&self, tag: Tag, name: &str) -> Result<u32> {
@@ -286,12 +369,10 @@ impl Attrs<'_> {
     /// The first of a (possibly multi-valued) numeric attribute.
     fn first_float(&self, tag: Tag, name: &str) -> Result<Option<f64>> {
         let Some(value) = self.value(tag) else { return Ok(None) };
-        let values = value
-            .to_multi_float64()
-            .map_err(|e| ReadError::invalid(self.path, FORMAT, format!("{name}: {e}")))?;
+        let values = value.to_multi_float64().map_err(|e| self.invalid(format!("{name}: {e}")))?;
         match values.first() {
             Some(v) if v.is_finite() => Ok(Some(*v)),
-            _ => Err(ReadError::invalid(self.path, FORMAT, format!("{name} is not a finite number"))),
+            _ => Err(self.invalid(format!("{name} is not a finite number"))),
         }
     }
 
