@@ -112,6 +112,8 @@ def parse_args(argv=None):
     ap.add_argument("--max-shard-size", default="20GB",
                     help="save_pretrained shard size; the default keeps one model.safetensors")
     ap.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    ap.add_argument("--dct-patches", action="store_true",
+                    help="patch embedding = 2-D DCT basis (needs hidden_size == patch_size**2; the small preset)")
     return ap.parse_args(argv)
 
 
@@ -138,7 +140,24 @@ def default_dtype(dtype):
 
 
 @torch.no_grad()
-def build_random_model(config, dtype, seed):
+def dct_patch_embedding(model):
+    """Sets the patch embedding to the orthonormal 2-D DCT-II basis of a patch (hidden_size must be
+    patch_size^2), averaged over the replicated gray channels: tokens start as the DCT coefficients of
+    their patch, whose high-frequency energy measures noise. A fixed, documented inductive bias for a
+    backbone trained from scratch on few images (ViTs learn such filters slowly without pretraining)."""
+    conv = model.vision_model.embeddings.patch_embedding
+    out_ch, in_ch, p, _ = conv.weight.shape
+    assert out_ch == p * p, "DCT patch embedding needs hidden_size == patch_size**2"
+    n = torch.arange(p, dtype=torch.float64)
+    basis = torch.cos(math.pi * (2 * n[None, :] + 1) * n[:, None] / (2 * p)) * math.sqrt(2 / p)
+    basis[0] /= math.sqrt(2)
+    filters = torch.einsum("ui,vj->uvij", basis, basis).reshape(p * p, p, p)
+    conv.weight.copy_((filters[:, None] / in_ch).expand(-1, in_ch, -1, -1).to(conv.weight.dtype))
+    conv.bias.zero_()
+
+
+@torch.no_grad()
+def build_random_model(config, dtype, seed, dct_patches=False):
     """Allocate a SiglipModel without running any initialiser, then fill it with seeded values."""
     with no_init_weights(), default_dtype(dtype):
         model = SiglipModel(config)
@@ -153,6 +172,8 @@ def build_random_model(config, dtype, seed):
             p.fill_(1.0 if name.endswith("weight") else 0.0)
         else:
             p.normal_(0.0, 0.02, generator=gen)
+    if dct_patches:
+        dct_patch_embedding(model)
     # Non-persistent buffers are not saved, but keep the in-memory model usable.
     for name, b in model.named_buffers():
         if name.endswith("position_ids"):
@@ -202,7 +223,7 @@ def main(argv=None):
     config = make_config(args.preset, tok_vocab)
 
     t0 = time.perf_counter()
-    model = build_random_model(config, dtype, args.seed)
+    model = build_random_model(config, dtype, args.seed, args.dct_patches)
     t1 = time.perf_counter()
     write_folder(model, out, args.tokenizer, config.vision_config.image_size, args.max_shard_size)
     t2 = time.perf_counter()
