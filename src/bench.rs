@@ -1261,6 +1261,63 @@ pub mod plots {
         }};
     }
 
+    /// Training curves of `train_log.jsonl` records: losses (left) and validation correlations
+    /// (right) per epoch, one colour per fold and series; written to `DIR/curves.png` and `.svg`.
+    pub fn training_curves(dir: &Path, logs: &[crate::train::EpochLog]) -> Res<Vec<PathBuf>> {
+        let text = font_available();
+        Ok(both!(dir, "curves", |a| curves(a, logs, text)))
+    }
+
+    fn curves<DB: DrawingBackend>(area: Area<DB>, logs: &[crate::train::EpochLog], text: bool) -> Res<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        type Log = crate::train::EpochLog;
+        let max_epoch = logs.iter().map(|l| l.epoch).max().unwrap_or(1) as f64;
+        let max_loss = logs.iter().map(|l| l.train_loss.max(l.val_loss)).fold(0.0, f64::max).max(1e-3);
+        let mut folds: Vec<usize> = logs.iter().map(|l| l.fold).collect();
+        folds.dedup();
+        area.fill(&WHITE)?;
+        let panels = area.split_evenly((1, 2));
+        let series: [(&str, f64, [(&str, fn(&Log) -> f64); 2]); 2] = [
+            ("ranking loss", max_loss * 1.05, [("train", |l| l.train_loss), ("val", |l| l.val_loss)]),
+            ("validation correlation", 1.0, [("SROCC", |l| l.val_srocc), ("PLCC", |l| l.val_plcc)]),
+        ];
+        for (panel, (title, top, lines)) in panels.iter().zip(series) {
+            let mut b = ChartBuilder::on(panel);
+            b.margin(12).x_label_area_size(36).y_label_area_size(48);
+            if text {
+                b.caption(title, ("sans-serif", 18));
+            }
+            let mut chart = b.build_cartesian_2d(0.5..max_epoch + 0.5, 0.0..top)?;
+            let mut mesh = chart.configure_mesh();
+            if text {
+                mesh.x_desc("epoch");
+            } else {
+                mesh.x_labels(0).y_labels(0);
+            }
+            mesh.draw()?;
+            for (k, &fold) in folds.iter().enumerate() {
+                for (j, (name, f)) in lines.iter().enumerate() {
+                    let pts: Vec<(f64, f64)> =
+                        logs.iter().filter(|l| l.fold == fold).map(|l| (l.epoch as f64, f(l).max(0.0))).collect();
+                    let c = color(2 * k + j);
+                    let drawn = chart.draw_series(LineSeries::new(pts, c.stroke_width(2)))?;
+                    if text {
+                        drawn
+                            .label(format!("fold {fold} {name}"))
+                            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
+                    }
+                }
+            }
+            if text {
+                chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+            }
+        }
+        area.present()?;
+        Ok(())
+    }
+
     /// Every plot of a run.
     pub fn draw_all(dir: &Path, run: &BenchRun) -> Res<Vec<PathBuf>> {
         let text = font_available();

@@ -194,6 +194,8 @@ fn smoke_training_lowers_the_loss() {
     let log = std::fs::read_to_string(out.join("train_log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 12);
     assert!(out.join("ldctq.json").is_file() && out.join("train_summary.json").is_file());
+    let png = std::fs::read(out.join("curves.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 5000, "curves.png is not a drawn PNG");
 }
 
 #[test]

@@ -141,6 +141,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut cfg = QualityConfig::from_file(&cfg_path)?;
     cfg.backbone = stored_backbone;
     ldctq::fsutil::write_atomic(&cfg_path, serde_json::to_string_pretty(&cfg)?.as_bytes())?;
-    eprintln!("model folder {} (fold {} chosen by validation MAE)", args.out.display(), summary.chosen_fold);
+    eprintln!("model folder {} (fold {} chosen by validation MAE; curves.png)", args.out.display(), summary.chosen_fold);
     Ok(())
 }

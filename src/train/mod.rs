@@ -2,7 +2,7 @@
 //!
 //! k-fold cross-validation (seeded, stratified by score); per fold: AdamW with cosine annealing,
 //! micro-batches with gradient accumulation, augmentation, a checkpoint of the best validation loss,
-//! and a resumable checkpoint after every epoch (weights, optimizer moments, counters). The final model
+//! a resumable checkpoint after every epoch (weights, optimizer moments, counters). The final model
 //! is the fold whose best checkpoint has the lowest validation MAE (as in the paper); `ensemble/` holds
 //! the k-fold ensemble (mean of the folds' best checkpoints) as a model folder.
 //!
@@ -291,6 +291,11 @@ impl Trainer<'_> {
                 results.iter().map(|r| PathBuf::from(format!("../folds/fold-{}/best", r.0))).collect();
             crate::ensemble::Ensemble::write(&self.out.join("ensemble"), &members)?;
         }
+        let log_path = self.out.join("train_log.jsonl");
+        let log_text = std::fs::read_to_string(&log_path).map_err(|e| Error::io(&log_path, e))?;
+        let logs: Vec<EpochLog> = log_text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        crate::bench::plots::training_curves(&self.out, &logs)
+            .map_err(|e| Error::io(self.out.join("curves.png"), std::io::Error::other(e.to_string())))?;
         let summary = TrainSummary { chosen_fold: chosen, folds: results, config: self.config.clone() };
         write_atomic(
             &self.out.join("train_summary.json"),
