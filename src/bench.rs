@@ -1299,19 +1299,26 @@ pub mod plots {
             mesh.draw()?;
             for (k, &fold) in folds.iter().enumerate() {
                 for (j, (name, f)) in lines.iter().enumerate() {
-                    let pts: Vec<(f64, f64)> =
-                        logs.iter().filter(|l| l.fold == fold).map(|l| (l.epoch as f64, f(l).max(0.0))).collect();
+                    let pts: Vec<(f64, f64)> = logs
+                        .iter()
+                        .filter(|l| l.fold == fold)
+                        .map(|l| (l.epoch as f64, f(l).max(0.0)))
+                        .collect();
                     let c = color(2 * k + j);
                     let drawn = chart.draw_series(LineSeries::new(pts, c.stroke_width(2)))?;
                     if text {
-                        drawn
-                            .label(format!("fold {fold} {name}"))
-                            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
+                        drawn.label(format!("fold {fold} {name}")).legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                        });
                     }
                 }
             }
             if text {
-                chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .draw()?;
             }
         }
         area.present()?;

@@ -16,6 +16,17 @@ pub enum LocalMode {
     Grid,
 }
 
+impl std::str::FromStr for LocalMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "sequence" => Ok(Self::Sequence),
+            "grid" => Ok(Self::Grid),
+            _ => Err(format!("{s:?}: expected sequence or grid")),
+        }
+    }
+}
+
 /// The three pooled summaries of eq. 4, each flattened channel-major (index c*k + j).
 ///
 /// # Shapes

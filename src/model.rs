@@ -55,6 +55,17 @@ pub enum InputKind {
     Hu,
 }
 
+impl std::str::FromStr for InputKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "unit" => Ok(Self::Unit),
+            "hu" => Ok(Self::Hu),
+            _ => Err(format!("{s:?}: expected unit or hu")),
+        }
+    }
+}
+
 /// `ldctq.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QualityConfig {

@@ -1,4 +1,5 @@
 //! `ldctq init`: a fresh, untrained model folder on a SigLIP backbone.
+use ldctq::heads::LocalMode;
 use ldctq::model::{backbone_ref, InputKind, QualityConfig, QualityModel, Widths};
 use std::path::PathBuf;
 
@@ -15,7 +16,7 @@ pub struct Args {
     seed: i64,
     /// Input space of the images the model will score: unit ([0,1]) or hu.
     #[arg(long, default_value = "unit")]
-    input: String,
+    input: InputKind,
     /// HU window "CENTER,WIDTH": applied to HU input, or recording how [0,1] images were made.
     #[arg(long, value_parser = super::parse_window, allow_hyphen_values = true)]
     window: Option<(f64, f64)>,
@@ -31,7 +32,7 @@ pub struct Args {
     fusion_hidden: i64,
     /// Local pooling: sequence (the paper's) or grid (2x2 quadrants).
     #[arg(long, default_value = "sequence")]
-    local_mode: String,
+    local_mode: LocalMode,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -41,19 +42,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         pretrained.config.vision_config.image_size,
     );
     drop(pretrained);
-    config.input = match args.input.as_str() {
-        "unit" => InputKind::Unit,
-        "hu" => InputKind::Hu,
-        other => anyhow::bail!("--input {other:?}: expected unit or hu"),
-    };
+    config.input = args.input;
     if let Some((c, w)) = args.window {
         (config.window_center, config.window_width) = (c, w);
     }
     if let Some(p) = args.prompt {
         config.prompt = p;
     }
-    config.local_mode = serde_json::from_value(serde_json::Value::String(args.local_mode.clone()))
-        .map_err(|_| anyhow::anyhow!("--local-mode {:?}: expected sequence or grid", args.local_mode))?;
+    config.local_mode = args.local_mode;
     let widths = Widths {
         film_hidden: args.film_hidden,
         head_hidden: args.head_hidden,

@@ -50,7 +50,7 @@ pub struct Args {
     no_augment: bool,
     /// Input space of the images: unit or hu.
     #[arg(long, default_value = "unit")]
-    input: String,
+    input: InputKind,
     /// HU window "CENTER,WIDTH" (recorded for unit input; applied for hu input).
     #[arg(long, value_parser = super::parse_window, allow_hyphen_values = true)]
     window: Option<(f64, f64)>,
@@ -73,11 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let size = args.image_size.unwrap_or(pretrained.config.vision_config.image_size);
     drop(pretrained);
     let mut base = QualityConfig::new(&backbone_ref(&args.backbone, &args.out)?, size);
-    base.input = match args.input.as_str() {
-        "unit" => InputKind::Unit,
-        "hu" => InputKind::Hu,
-        other => anyhow::bail!("--input {other:?}: expected unit or hu"),
-    };
+    base.input = args.input;
     if let Some((c, w)) = args.window {
         (base.window_center, base.window_width) = (c, w);
     }
@@ -141,6 +137,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut cfg = QualityConfig::from_file(&cfg_path)?;
     cfg.backbone = stored_backbone;
     ldctq::fsutil::write_atomic(&cfg_path, serde_json::to_string_pretty(&cfg)?.as_bytes())?;
-    eprintln!("model folder {} (fold {} chosen by validation MAE; curves.png)", args.out.display(), summary.chosen_fold);
+    eprintln!(
+        "model folder {} (fold {} chosen by validation MAE; curves.png)",
+        args.out.display(),
+        summary.chosen_fold
+    );
     Ok(())
 }
