@@ -9,7 +9,8 @@ heads, patch 14, 448x448, 1024 tokens; ~0.97 TFLOP per image forward):
     score and score + input gradient.
 Each configuration runs in its own process so peak RSS is measured per configuration. The table
 gives seconds per image, images per second, achieved GFLOP/s (model FLOPs: 2 x MACs of the matrix
-products of the forward; x3 for forward + backward to the input, counted the same way for both), the
+products of the forward; x2 for forward + backward to the input with frozen weights, counted the same
+way for both), the
 share of the measured matmul peak, and peak RSS.
 
 Usage: make bench   (or: .venv/bin/python benches/compare_transformers.py [--batches 1 4] [--iters 2])
@@ -130,7 +131,7 @@ def main():
                 ours = run_child([REPO / "target/release/examples/bench_vision", model, dtype, str(batch),
                                   str(args.iters), mode])
                 for rec in (ref, ours):
-                    f = flops * (3 if mode == "grad" else 1)
+                    f = flops * (2 if mode == "grad" else 1)  # frozen weights: no weight-gradient products
                     rec["gflops"] = f / rec["seconds_per_image"] / 1e9
                     rec["peak_share"] = rec["gflops"] / peak
                     rows.append(rec)
