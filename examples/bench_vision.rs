@@ -20,9 +20,9 @@ fn main() -> anyhow::Result<()> {
     let x = Tensor::rand([batch, 1, s, s], (Kind::Float, Device::Cpu));
     let run = || -> anyhow::Result<()> {
         if grad {
-            model.score_and_grad(&x, None)?;
+            let _ = model.score_and_grad(&x, None)?;
         } else {
-            model.score(&x)?;
+            let _ = model.score(&x)?;
         }
         Ok(())
     };

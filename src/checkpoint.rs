@@ -220,7 +220,19 @@ impl Checkpoint {
                 var.f_copy_(&src)?;
             }
             Ok(())
-        })
+        })?;
+        self.release_pages();
+        Ok(())
+    }
+
+    /// Drops the file pages read so far from this process's resident memory (they are re-read from
+    /// the file if needed again), so a loaded model does not also hold its checkpoint in RSS.
+    fn release_pages(&self) {
+        for map in &self.files {
+            // SAFETY: the map is a private read-only file mapping; after DONTNEED its pages are read
+            // back from the unchanged file on the next access, so no data is lost.
+            let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
     }
 }
 
