@@ -140,7 +140,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let frames = match frames {
             Ok(f) => f,
             Err(e) => {
-                bar.suspend(|| eprintln!("skipping {}: {e}", file.display()));
+                let hint = if raw_as.is_none() && matches!(e, ldctq::Error::InvalidInput(_)) {
+                    " (pass --input unit or --input hu)"
+                } else {
+                    ""
+                };
+                bar.suspend(|| eprintln!("skipping {}: {e}{hint}", file.display()));
                 failed += 1;
                 continue;
             }
