@@ -1210,10 +1210,7 @@ pub mod plots {
 
     /// Deterministic jitter in [-1, 1] for point `i`.
     fn jitter(i: usize) -> f64 {
-        let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        crate::rng::Rng::new(i as u64).uniform() * 2.0 - 1.0
     }
 
     fn quantile(sorted: &[f64], q: f64) -> f64 {

@@ -114,6 +114,21 @@ fn check_heads(what: &str, hidden: i64, heads: i64) -> std::result::Result<(), S
     Ok(())
 }
 
+/// The [`EncoderConfig`] of a tower config (both have the same HF field names), validated.
+macro_rules! encoder_config {
+    ($what:expr, $c:expr) => {{
+        check_heads($what, $c.hidden_size, $c.num_attention_heads)?;
+        Ok(EncoderConfig {
+            hidden_size: $c.hidden_size,
+            intermediate_size: $c.intermediate_size,
+            num_hidden_layers: $c.num_hidden_layers,
+            num_attention_heads: $c.num_attention_heads,
+            layer_norm_eps: $c.layer_norm_eps,
+            gelu_tanh: gelu_tanh(&$c.hidden_act)?,
+        })
+    }};
+}
+
 impl SiglipVisionConfig {
     /// MedSigLIP-448 (`google/medsiglip-448/config.json`, vision_config).
     pub fn medsiglip_448() -> Self {
@@ -137,21 +152,13 @@ impl SiglipVisionConfig {
     }
 
     pub(crate) fn encoder(&self) -> std::result::Result<EncoderConfig, String> {
-        check_heads("vision_config", self.hidden_size, self.num_attention_heads)?;
         if self.patch_size <= 0 || self.image_size % self.patch_size != 0 {
             return Err(format!(
                 "vision_config: image_size {} is not a multiple of patch_size {}",
                 self.image_size, self.patch_size
             ));
         }
-        Ok(EncoderConfig {
-            hidden_size: self.hidden_size,
-            intermediate_size: self.intermediate_size,
-            num_hidden_layers: self.num_hidden_layers,
-            num_attention_heads: self.num_attention_heads,
-            layer_norm_eps: self.layer_norm_eps,
-            gelu_tanh: gelu_tanh(&self.hidden_act)?,
-        })
+        encoder_config!("vision_config", self)
     }
 }
 
@@ -162,15 +169,7 @@ impl SiglipTextConfig {
     }
 
     pub(crate) fn encoder(&self) -> std::result::Result<EncoderConfig, String> {
-        check_heads("text_config", self.hidden_size, self.num_attention_heads)?;
-        Ok(EncoderConfig {
-            hidden_size: self.hidden_size,
-            intermediate_size: self.intermediate_size,
-            num_hidden_layers: self.num_hidden_layers,
-            num_attention_heads: self.num_attention_heads,
-            layer_norm_eps: self.layer_norm_eps,
-            gelu_tanh: gelu_tanh(&self.hidden_act)?,
-        })
+        encoder_config!("text_config", self)
     }
 }
 
