@@ -246,6 +246,12 @@ ldctq_status ldctq_set_prompt(struct ldctq_model *model, const char *prompt);
 // Sets the FiLM strength s (finite; 0 disables the prompt).
 ldctq_status ldctq_set_film_strength(struct ldctq_model *model, double film_strength);
 
+// Activation checkpointing for the gradient functions: the encoder keeps one tensor per segment of
+// `layers_per_segment` layers and recomputes each segment during the backward pass, bounding peak
+// memory for about one extra forward pass. 0 (the default) turns it off.
+ldctq_status ldctq_set_activation_checkpointing(struct ldctq_model *model,
+                                                uint32_t layers_per_segment);
+
 // Scores of `n` images of `h` x `w` float32 pixels (contiguous, row-major, in the model's input
 // space; any size, resized to the model's) into `scores_out[n]` (doubles in [0, 4]).
 ldctq_status ldctq_score(struct ldctq_model *model,

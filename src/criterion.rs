@@ -44,31 +44,7 @@ pub trait QualityCriterion {
     /// Scores (N) and the vector-Jacobian product with `upstream` (N) (ones when `None`): a tensor of
     /// the images' shape, dtype and device. `images` need not require grad.
     fn score_and_grad(&self, images: &Tensor, upstream: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        let n = images.size().first().copied().unwrap_or(0);
-        let x = images.detach().set_requires_grad(true);
-        let scores = tch::with_grad(|| self.score(&x))?;
-        let u = match upstream {
-            None => scores.ones_like(),
-            Some(u) if u.size() == [n] || u.size() == [n, 1] => {
-                let u = u.to_device(scores.device()).to_kind(scores.kind()).reshape([n]);
-                let finite = tch::no_grad(|| u.isfinite().all().int64_value(&[]));
-                if finite == 0 {
-                    return Err(Error::InvalidInput(
-                        "upstream gradient contains NaN or infinite values".into(),
-                    ));
-                }
-                u
-            }
-            Some(u) => {
-                return Err(Error::InvalidInput(format!(
-                    "upstream must have {n} values, got shape {:?}",
-                    u.size()
-                )))
-            }
-        };
-        let total = (&scores * &u).sum(scores.kind());
-        let grad = Tensor::f_run_backward(&[&total], &[&x], false, false)?.remove(0);
-        Ok((scores.detach(), grad))
+        score_and_grad_by_autograd(self, images, upstream)
     }
 
     /// A loss to minimise: `4 - score` (the distance to the best score), reduced.
@@ -79,6 +55,37 @@ pub trait QualityCriterion {
             Reduction::Mean => per_image.mean(Kind::Float),
             Reduction::Sum => per_image.sum(Kind::Float),
         })
+    }
+}
+
+/// The vector-Jacobian product through one autograd graph of `score`.
+fn score_and_grad_by_autograd<C: QualityCriterion + ?Sized>(
+    criterion: &C,
+    images: &Tensor,
+    upstream: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let x = images.detach().set_requires_grad(true);
+    let scores = tch::with_grad(|| criterion.score(&x))?;
+    let u = upstream_vector(&scores, upstream)?;
+    let total = (&scores * &u).sum(scores.kind());
+    let grad = Tensor::f_run_backward(&[&total], &[&x], false, false)?.remove(0);
+    Ok((scores.detach(), grad))
+}
+
+/// The upstream vector u of a vector-Jacobian product with `scores` (N): ones when `None`, else `upstream`
+/// checked for shape (N) or (N, 1) and finiteness, on the scores' device and dtype.
+pub(crate) fn upstream_vector(scores: &Tensor, upstream: Option<&Tensor>) -> Result<Tensor> {
+    let n = scores.size().first().copied().unwrap_or(0);
+    match upstream {
+        None => Ok(scores.ones_like()),
+        Some(u) if u.size() == [n] || u.size() == [n, 1] => {
+            let u = u.to_device(scores.device()).to_kind(scores.kind()).reshape([n]);
+            if tch::no_grad(|| u.isfinite().all().int64_value(&[])) == 0 {
+                return Err(Error::InvalidInput("upstream gradient contains NaN or infinite values".into()));
+            }
+            Ok(u)
+        }
+        Some(u) => Err(Error::InvalidInput(format!("upstream must have {n} values, got shape {:?}", u.size()))),
     }
 }
 
@@ -99,6 +106,15 @@ impl QualityCriterion for QualityModel {
             self.score_images(images)
         } else {
             tch::no_grad(|| self.score_images(images))
+        }
+    }
+
+    /// With activation checkpointing on ([`QualityModel::set_activation_checkpointing`]), the encoder
+    /// keeps one tensor per segment and recomputes each segment during the backward pass.
+    fn score_and_grad(&self, images: &Tensor, upstream: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        match self.activation_checkpointing() {
+            0 => score_and_grad_by_autograd(self, images, upstream),
+            every => tch::with_grad(|| self.score_and_grad_checkpointed(images, upstream, every)),
         }
     }
 }

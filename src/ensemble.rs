@@ -67,6 +67,21 @@ impl QualityCriterion for Ensemble {
         let scores = self.members.iter().map(|m| m.score(images)).collect::<Result<Vec<_>>>()?;
         Ok(Tensor::stack(&scores, 0).mean_dim(0, false, scores[0].kind()))
     }
+
+    /// The mean of the members' scores and vector-Jacobian products, one member's graph at a time.
+    fn score_and_grad(&self, images: &Tensor, upstream: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        let m = self.members.len() as f64;
+        let mut total: Option<(Tensor, Tensor)> = None;
+        for member in &self.members {
+            let (s, g) = member.score_and_grad(images, upstream)?;
+            total = Some(match total {
+                None => (s, g),
+                Some((ts, tg)) => (ts + s, tg + g),
+            });
+        }
+        let (s, g) = total.expect("an ensemble has members");
+        Ok((s / m, g / m))
+    }
 }
 
 /// A single model or an ensemble, whichever the folder holds.
@@ -116,6 +131,11 @@ impl Scorer {
     pub fn set_film_strength(&mut self, s: f64) -> Result<()> {
         self.models_mut().into_iter().try_for_each(|m| m.set_film_strength(s))
     }
+
+    /// See [`QualityModel::set_activation_checkpointing`].
+    pub fn set_activation_checkpointing(&mut self, layers_per_segment: usize) {
+        self.models_mut().into_iter().for_each(|m| m.set_activation_checkpointing(layers_per_segment))
+    }
 }
 
 impl QualityCriterion for Scorer {
@@ -132,5 +152,12 @@ impl QualityCriterion for Scorer {
             Self::Ensemble(e) => e.score(images),
         }
         .map(|s| if s.kind() == Kind::Double { s } else { s.to_kind(Kind::Float) })
+    }
+
+    fn score_and_grad(&self, images: &Tensor, upstream: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        match self {
+            Self::Single(m) => m.score_and_grad(images, upstream),
+            Self::Ensemble(e) => e.score_and_grad(images, upstream),
+        }
     }
 }

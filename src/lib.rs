@@ -27,6 +27,7 @@ pub mod model;
 pub mod phantom;
 pub mod preprocess;
 pub mod rng;
+pub mod runtime;
 pub mod siglip;
 pub mod simulate;
 pub mod tokenizer;

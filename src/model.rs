@@ -227,6 +227,8 @@ pub struct QualityModel {
     /// (gamma, beta) of the current prompt while the heads are frozen.
     film_cache: RefCell<Option<(Tensor, Tensor)>>,
     placement: Placement,
+    /// Encoder layers per activation-checkpointing segment in `score_and_grad` (0: off).
+    checkpoint_every: usize,
 }
 
 impl std::fmt::Debug for QualityModel {
@@ -290,6 +292,7 @@ impl QualityModel {
             prompts,
             film_cache: RefCell::new(None),
             placement: at,
+            checkpoint_every: 0,
         })
     }
 
@@ -299,7 +302,7 @@ impl QualityModel {
         let mut model = Self::build(config, backbone, widths, at)?;
         init_linear_layers(&model.heads_vs, seed as u64)?;
         model.load_backbone_vision()?;
-        model.heads_vs.set_kind(at.kind);
+        model.heads_vs.set_kind(model.output_kind());
         model.freeze();
         Ok(model)
     }
@@ -322,7 +325,7 @@ impl QualityModel {
         } else {
             model.load_backbone_vision()?;
         }
-        model.heads_vs.set_kind(at.kind);
+        model.heads_vs.set_kind(model.output_kind());
         model.freeze();
         Ok(model)
     }
@@ -389,7 +392,7 @@ impl QualityModel {
             }
         }
         let z_t = self.prompts.borrow_mut().z_t(&self.config.prompt)?;
-        let z_t = z_t.to_device(self.placement.device).to_kind(self.placement.kind);
+        let z_t = z_t.to_device(self.placement.device).to_kind(self.output_kind());
         let (g, b) = if frozen { tch::no_grad(|| self.film.params(&z_t)) } else { self.film.params(&z_t) };
         if frozen {
             self.film_cache.replace(Some((g.shallow_clone(), b.shallow_clone())));
@@ -397,7 +400,9 @@ impl QualityModel {
         Ok((g, b))
     }
 
-    /// Scores and preprocessing are f32, or f64 for an f64 model.
+    /// Preprocessing, FiLM, pooling, heads and scores are f32 (f64 for an f64 model), also for a bf16
+    /// vision tower: the heads are small, and the texture pooling's max selects tokens, so its
+    /// gradient needs the tokens' values as exact as the tower gives them.
     fn output_kind(&self) -> Kind {
         if self.placement.kind == Kind::Double {
             Kind::Double
@@ -409,7 +414,8 @@ impl QualityModel {
     /// Every stage of the forward pass, from `pixel_values` to the score (for tests and inspection).
     /// `dropout`: the generator of the heads' dropout masks when training, `None` in evaluation.
     pub fn forward_stages(&self, pixel_values: &Tensor, dropout: Option<&mut Rng>) -> Result<Stages> {
-        let pixel_values = pixel_values.to_device(self.placement.device).to_kind(self.placement.kind);
+        // f32 pixels also for a bf16 tower: its patch embedding runs in f32 (see `VisionEmbeddings`).
+        let pixel_values = pixel_values.to_device(self.placement.device).to_kind(self.output_kind());
         // A frozen tower on an input without gradient needs no graph (training the heads alone).
         let vision_frozen = self.vision.vs.variables().values().all(|v| !v.requires_grad());
         let run_vision = || self.vision.vision_model.forward(&pixel_values, false, false);
@@ -419,13 +425,75 @@ impl QualityModel {
             run_vision()
         };
         let tokens = out?.last_hidden_state; // (B, P, d)
+        self.stages_from_tokens(pixel_values, tokens, dropout)
+    }
+
+    /// The stages after the vision tower: FiLM, pooling, heads, fusion, score.
+    fn stages_from_tokens(&self, pixel_values: Tensor, tokens: Tensor, dropout: Option<&mut Rng>) -> Result<Stages> {
+        let tokens = tokens.to_kind(self.output_kind());
         let (gamma, beta) = self.film_params()?; // (d), (d)
         let tokens_film = modulate(&tokens, &gamma, &beta, self.config.film_strength); // (B, P, d)
         let (h_g, h_l, h_tex) = pool(&tokens_film, self.config.local_mode)?; // (B, d), (B, 4d), (B, 2d)
         let y = self.heads.sub_scores(&h_g, &h_l, &h_tex, dropout); // (B, 3)
-        let logit = self.heads.fuse(&y).to_kind(self.output_kind()); // (B)
+        let logit = self.heads.fuse(&y); // (B)
         let score = (&logit / self.config.tau_out).sigmoid() * 4.0; // (B) in [0, 4]
         Ok(Stages { pixel_values, gamma, beta, tokens, tokens_film, h_g, h_l, h_tex, y, logit, score })
+    }
+
+    /// Activation checkpointing for `score_and_grad` (criterion use, frozen weights): the encoder runs
+    /// without a graph, keeping the input of every `layers_per_segment`-th layer, and each segment is
+    /// recomputed during the backward pass. Peak memory then holds one segment's activations instead
+    /// of all layers' (docs/performance.md), for about one extra forward pass. 0 turns it off.
+    pub fn set_activation_checkpointing(&mut self, layers_per_segment: usize) {
+        self.checkpoint_every = layers_per_segment;
+    }
+
+    /// Encoder layers per checkpointing segment (0: off).
+    pub fn activation_checkpointing(&self) -> usize {
+        self.checkpoint_every
+    }
+
+    /// `score_and_grad` with activation checkpointing every `every` layers (see
+    /// [`Self::set_activation_checkpointing`]). Gradient mode must be on.
+    pub(crate) fn score_and_grad_checkpointed(
+        &self,
+        images: &Tensor,
+        upstream: Option<&Tensor>,
+        every: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        Preprocess::check(images)?;
+        let vjp = |out: &Tensor, g: &Tensor, input: &Tensor| -> Result<Tensor> {
+            let total = (out * g).sum(Kind::Float); // d total / d out = g
+            Ok(Tensor::f_run_backward(&[total], &[input], false, false)?.remove(0))
+        };
+        let vm = &self.vision.vision_model;
+        let x = images.detach().set_requires_grad(true);
+        let pixel_values = self.config.preprocess().pixel_values(&x.to_kind(self.output_kind()))?;
+        let pixel_values = pixel_values.to_device(self.placement.device);
+        let h0 = vm.embed(&pixel_values)?; // (B, N, D), graph back to x kept (small)
+        // Forward without a graph, keeping each segment's input.
+        let starts: Vec<usize> = (0..vm.num_layers()).step_by(every).collect();
+        let end = |start: usize| (start + every).min(vm.num_layers());
+        let mut inputs = Vec::with_capacity(starts.len());
+        let h_last = tch::no_grad(|| {
+            starts.iter().fold(h0.detach(), |h, &start| {
+                let out = vm.layers(&h, start..end(start));
+                inputs.push(h);
+                out
+            })
+        });
+        // Heads with a graph from the last hidden state.
+        let h_last = h_last.set_requires_grad(true);
+        let tokens = vm.post_layernorm(&h_last);
+        let scores = self.stages_from_tokens(pixel_values.shallow_clone(), tokens, None)?.score;
+        let u = crate::criterion::upstream_vector(&scores, upstream)?;
+        let mut g = vjp(&scores, &u, &h_last)?;
+        // Segments in reverse: recompute with a graph, pull the gradient through, drop the graph.
+        for (&start, input) in starts.iter().zip(inputs).rev() {
+            let input = input.set_requires_grad(true);
+            g = vjp(&vm.layers(&input, start..end(start)), &g, &input)?;
+        }
+        Ok((scores.detach(), vjp(&h0, &g, &x)?))
     }
 
     /// Scores from `pixel_values`.

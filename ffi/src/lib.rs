@@ -464,6 +464,21 @@ pub unsafe extern "C" fn ldctq_set_film_strength(
     })
 }
 
+/// Activation checkpointing for the gradient functions: the encoder keeps one tensor per segment of
+/// `layers_per_segment` layers and recomputes each segment during the backward pass, bounding peak
+/// memory for about one extra forward pass. 0 (the default) turns it off.
+#[no_mangle]
+pub unsafe extern "C" fn ldctq_set_activation_checkpointing(
+    model: *mut ldctq_model,
+    layers_per_segment: u32,
+) -> ldctq_status {
+    ffi_boundary(|| {
+        let model = non_null(model, "model")?;
+        model.lock().set_activation_checkpointing(layers_per_segment as usize);
+        Ok(())
+    })
+}
+
 // ------------------------------------------------------------------------------------------------
 // Scores and gradients on host memory
 

@@ -103,6 +103,7 @@ struct Api {
         *mut f64,
         *mut f32,
     ) -> i32,
+    set_checkpointing: unsafe extern "C" fn(*mut Model, u32) -> i32,
     score_dl: unsafe extern "C" fn(*mut Model, *const DLTensor, usize, *mut f64) -> i32,
     score_grad_dl:
         unsafe extern "C" fn(*mut Model, *const DLTensor, *const f64, usize, *mut f64, *mut DLTensor) -> i32,
@@ -131,6 +132,7 @@ fn api() -> &'static Api {
             set_film_strength: sym!(ffi::ldctq_set_film_strength),
             score: sym!(ffi::ldctq_score),
             score_grad: sym!(ffi::ldctq_score_grad),
+            set_checkpointing: sym!(ffi::ldctq_set_activation_checkpointing),
             score_dl: sym!(ffi::ldctq_score_dlpack),
             score_grad_dl: sym!(ffi::ldctq_score_grad_dlpack),
         }
@@ -553,6 +555,18 @@ fn gradient_is_a_vjp_matching_central_differences_in_f64() {
                 g[k]
             );
         }
+        // Activation checkpointing (one layer per segment) gives the same product.
+        expect_status((a.set_checkpointing)(null_mut(), 1), NULL_ARGUMENT, "null model");
+        expect_status((a.set_checkpointing)(h.0, 1), OK, "checkpointing on");
+        let mut gc = vec![0f64; x.len()];
+        let mut sc = vec![0f64; n];
+        let mut gshape = shape;
+        let t = dl(&mut x, &mut shape, None, 2, 64);
+        let mut gt = dl(&mut gc, &mut gshape, None, 2, 64);
+        expect_status((a.score_grad_dl)(h.0, &t, u.as_ptr(), n, sc.as_mut_ptr(), &mut gt), OK, "checkpointed vjp");
+        assert_eq!(sc, s);
+        let worst = g.iter().zip(&gc).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
+        assert!(worst <= 1e-12, "checkpointed gradient differs by {worst:e}");
     }
 }
 

@@ -4,7 +4,7 @@
 //! `SiglipEncoder`). Field names are the checkpoint keys.
 use crate::config::EncoderConfig;
 use crate::error::Result;
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
 
 /// Linear layers are always overwritten by a checkpoint: zero-init is cheaper than Kaiming on 0.9 B weights.
 pub(crate) fn linear(vs: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
@@ -41,6 +41,11 @@ impl Mlp {
 }
 
 /// `SiglipAttention`: bidirectional multi-head self-attention, no mask.
+///
+/// With frozen weights the three input projections run as one matrix product: `fuse_qkv` lays the
+/// q, k and v weights out in one (3D, D) tensor and points the checkpoint variables at its rows, so
+/// the fused weight is the variables' own storage (no copy, never stale after `copy_` or optimizer
+/// steps). A trainable layer uses the three projections, so autograd reaches each variable.
 #[derive(Debug)]
 struct Attention {
     q_proj: nn::Linear,
@@ -48,6 +53,8 @@ struct Attention {
     v_proj: nn::Linear,
     out_proj: nn::Linear,
     num_heads: i64,
+    /// (W_qkv (3D, D), b_qkv (3D)): the storage of q_proj, k_proj and v_proj, in that order.
+    qkv: Option<(Tensor, Tensor)>,
 }
 
 impl Attention {
@@ -59,20 +66,75 @@ impl Attention {
             v_proj: linear(&vs / "v_proj", d, d),
             out_proj: linear(&vs / "out_proj", d, d),
             num_heads: cfg.num_attention_heads,
+            qkv: None,
         })
+    }
+
+    fn projections(&mut self) -> [&mut nn::Linear; 3] {
+        [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj]
+    }
+
+    /// Moves the q, k, v variables into one (3D, D) weight and (3D) bias; call after any change of
+    /// the store's dtype or device (`VarStore::set_kind` replaces the storage and undoes the fusion,
+    /// which `fused` then detects).
+    fn fuse_qkv(&mut self) {
+        let _guard = tch::no_grad_guard();
+        let d = self.q_proj.ws.size()[0];
+        let [q, k, v] = self.projections();
+        let w = Tensor::cat(&[&q.ws, &k.ws, &v.ws], 0);
+        let b = Tensor::cat(&[bias(q), bias(k), bias(v)], 0);
+        for (i, lin) in self.projections().into_iter().enumerate() {
+            lin.ws.set_data(&w.narrow(0, i as i64 * d, d));
+            lin.bs.as_mut().expect("SigLIP projections have biases").set_data(&b.narrow(0, i as i64 * d, d));
+        }
+        self.qkv = Some((w, b));
+    }
+
+    /// The fused weight and bias when they still are the variables' storage and no variable is trainable.
+    fn fused(&self) -> Option<(&Tensor, &Tensor)> {
+        let (w, b) = self.qkv.as_ref()?;
+        let lins = [&self.q_proj, &self.k_proj, &self.v_proj];
+        let d = w.size()[1];
+        let elt = w.kind().elt_size_in_bytes();
+        let shares = |t: &Tensor, base: &Tensor, i: usize, row: i64| {
+            t.data_ptr() as usize == base.data_ptr() as usize + i * (row as usize) * elt && t.kind() == base.kind()
+        };
+        let ok = lins.iter().enumerate().all(|(i, l)| {
+            !l.ws.requires_grad()
+                && !bias(l).requires_grad()
+                && shares(&l.ws, w, i, d * d)
+                && shares(bias(l), b, i, d)
+        });
+        ok.then_some((w, b))
     }
 
     fn forward(&self, xs: &Tensor) -> Tensor {
         let (b, n, d) = xs.size3().expect("encoder input is (B, N, D)");
         let (h, hd) = (self.num_heads, d / self.num_heads);
         let heads = |t: Tensor| t.view([b, n, h, hd]).transpose(1, 2); // (B, heads, N, head_dim)
-        let q = heads(xs.apply(&self.q_proj));
-        let k = heads(xs.apply(&self.k_proj));
-        let v = heads(xs.apply(&self.v_proj));
+        let (q, k, v) = match self.fused() {
+            Some((w, bias)) => {
+                let qkv = xs.linear(w, Some(bias)).view([b, n, 3, h, hd]).permute([2, 0, 3, 1, 4]); // (3, B, heads, N, hd)
+                (qkv.get(0), qkv.get(1), qkv.get(2))
+            }
+            None => (heads(xs.apply(&self.q_proj)), heads(xs.apply(&self.k_proj)), heads(xs.apply(&self.v_proj))),
+        };
         let scale = (hd as f64).powf(-0.5);
-        let o = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, scale, false);
+        let o = if xs.device().is_cuda() || xs.kind() != Kind::BFloat16 || !crate::runtime::explicit_cpu_attention() {
+            Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, scale, false)
+        } else {
+            // bf16 on CPU: the explicit form is 2.5x faster than libtorch's flash kernel once freed
+            // blocks are reused (`runtime::tune_allocator`; docs/performance.md): two batched matrix
+            // products and a softmax accumulated in f32. (In f32 both run at the same speed.)
+            let attn = (q * scale).matmul(&k.transpose(-1, -2)).softmax(-1, None::<Kind>); // (B, heads, N, N)
+            attn.matmul(&v) // (B, heads, N, hd)
+        };
         o.transpose(1, 2).reshape([b, n, d]).apply(&self.out_proj) // (B, N, D)
     }
+}
+
+fn bias(l: &nn::Linear) -> &Tensor {
+    l.bs.as_ref().expect("SigLIP projections have biases")
 }
 
 /// `SiglipEncoderLayer`: pre-LN attention and MLP blocks with residuals.
@@ -92,6 +154,10 @@ impl EncoderLayer {
             layer_norm2: layer_norm(&vs / "layer_norm2", cfg.hidden_size, cfg.layer_norm_eps),
             mlp: Mlp::new(&vs / "mlp", cfg)?,
         })
+    }
+
+    fn fuse_qkv(&mut self) {
+        self.self_attn.fuse_qkv();
     }
 
     fn forward(&self, xs: &Tensor) -> Tensor {
@@ -114,6 +180,21 @@ impl Encoder {
         let layers =
             (0..cfg.num_hidden_layers).map(|i| EncoderLayer::new(&vs / i, cfg)).collect::<Result<_>>()?;
         Ok(Self { layers })
+    }
+
+    /// Fuses each layer's q, k, v projections (see `Attention`); call once the store has its final
+    /// dtype and device.
+    pub fn fuse_qkv(&mut self) {
+        self.layers.iter_mut().for_each(EncoderLayer::fuse_qkv);
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Runs layers `range` only (activation checkpointing recomputes one segment at a time).
+    pub fn forward_layers(&self, xs: &Tensor, range: std::ops::Range<usize>) -> Tensor {
+        self.layers[range].iter().fold(xs.shallow_clone(), |xs, layer| layer.forward(&xs))
     }
 
     /// Runs all layers; with `states`, pushes each layer's output (HF `hidden_states[1..]`).

@@ -42,8 +42,10 @@ impl SiglipVisionModel {
     /// A zero-initialised tower (to be loaded or trained).
     pub fn new(cfg: &SiglipVisionConfig, at: Placement) -> Result<Self> {
         let mut vs = nn::VarStore::new(at.device);
-        let vision_model = VisionTransformer::new(vs.root() / "vision_model", cfg)?;
+        let mut vision_model = VisionTransformer::new(vs.root() / "vision_model", cfg)?;
         vs.set_kind(at.kind);
+        vision_model.fuse_qkv();
+        crate::runtime::tune_allocator();
         Ok(Self { vs, vision_model })
     }
 
@@ -74,10 +76,11 @@ pub struct SiglipTextModel {
 impl SiglipTextModel {
     pub fn new(cfg: &SiglipTextConfig, at: Placement) -> Result<Self> {
         let mut vs = nn::VarStore::new(at.device);
-        let text_model = TextTransformer::new(vs.root() / "text_model", cfg)?;
+        let mut text_model = TextTransformer::new(vs.root() / "text_model", cfg)?;
         let logit_scale = vs.root().zeros("logit_scale", &[1]);
         let logit_bias = vs.root().zeros("logit_bias", &[1]);
         vs.set_kind(at.kind);
+        text_model.fuse_qkv();
         Ok(Self { vs, text_model, logit_scale, logit_bias })
     }
 

@@ -70,6 +70,11 @@ impl TextTransformer {
         &self.cfg
     }
 
+    /// See `Encoder::fuse_qkv`.
+    pub(crate) fn fuse_qkv(&mut self) {
+        self.encoder.fuse_qkv();
+    }
+
     /// # Shapes
     /// `input_ids`: (B, L) int64, L <= `max_position_embeddings` (64 for SigLIP: pad to it, as the
     /// model was trained; no attention mask is used, padding tokens take part).

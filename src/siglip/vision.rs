@@ -3,7 +3,7 @@
 use super::encoder::{layer_norm, linear, Encoder, Mlp};
 use crate::config::{EncoderConfig, SiglipVisionConfig};
 use crate::error::{Error, Result};
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
 
 /// `SiglipVisionEmbeddings`: a stride-`patch_size` convolution plus a learned position table.
 #[derive(Debug)]
@@ -11,6 +11,7 @@ struct VisionEmbeddings {
     patch_embedding: nn::Conv2D,
     position_embedding: nn::Embedding,
     grid: i64,
+    patch: i64,
 }
 
 impl VisionEmbeddings {
@@ -33,6 +34,7 @@ impl VisionEmbeddings {
             ),
             position_embedding: nn::embedding(&vs / "position_embedding", grid * grid, cfg.hidden_size, emb),
             grid,
+            patch: cfg.patch_size,
         })
     }
 
@@ -52,11 +54,25 @@ impl VisionEmbeddings {
             .reshape([1, rows * cols, d])
     }
 
+    /// With bf16 or f16 weights and f32 (or f64) pixels, the embedding runs in f32 and its output is
+    /// rounded to the weights' dtype: rounding the pixels themselves to bf16 (8-bit mantissa) would
+    /// erase image noise of a few HU, the very signal a low-dose CT quality score measures.
     fn forward(&self, pixel_values: &Tensor) -> Tensor {
-        let xs = pixel_values.to_kind(self.patch_embedding.ws.kind()).apply(&self.patch_embedding); // (B, D, rows, cols)
+        let kind = self.patch_embedding.ws.kind();
+        let reduced = matches!(kind, Kind::BFloat16 | Kind::Half) && pixel_values.kind() != kind;
+        let compute = if reduced { Kind::Float } else { kind };
+        let conv = &self.patch_embedding;
+        let xs = pixel_values.to_kind(compute).conv2d(
+            &conv.ws.to_kind(compute),
+            conv.bs.as_ref().map(|b| b.to_kind(compute)),
+            [self.patch, self.patch],
+            [0, 0],
+            [1, 1],
+            1,
+        ); // (B, D, rows, cols)
         let (_, _, rows, cols) = xs.size4().expect("conv output is 4-D");
         let xs = xs.flatten(2, -1).transpose(1, 2); // (B, N, D), patch index = row*cols + col
-        xs + self.positions(rows, cols)
+        (xs + self.positions(rows, cols).to_kind(compute)).to_kind(kind)
     }
 }
 
@@ -162,6 +178,31 @@ impl VisionTransformer {
 
     pub fn config(&self) -> &SiglipVisionConfig {
         &self.cfg
+    }
+
+    /// See `Encoder::fuse_qkv`.
+    pub(crate) fn fuse_qkv(&mut self) {
+        self.encoder.fuse_qkv();
+    }
+
+    /// The forward pass in pieces, for activation checkpointing: patch + position embeddings (B, N, D).
+    pub(crate) fn embed(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        self.check_input(pixel_values)?;
+        Ok(self.embeddings.forward(pixel_values))
+    }
+
+    pub(crate) fn num_layers(&self) -> usize {
+        self.encoder.num_layers()
+    }
+
+    /// Encoder layers `range`, (B, N, D) -> (B, N, D).
+    pub(crate) fn layers(&self, xs: &Tensor, range: std::ops::Range<usize>) -> Tensor {
+        self.encoder.forward_layers(xs, range)
+    }
+
+    /// The final layer norm: `last_hidden_state`.
+    pub(crate) fn post_layernorm(&self, xs: &Tensor) -> Tensor {
+        xs.apply(&self.post_layernorm)
     }
 
     /// Checks that `pixel_values` is a float (B, C, H, W) tensor with H, W multiples of the patch size.
