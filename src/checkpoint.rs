@@ -161,6 +161,11 @@ impl Checkpoint {
         self.entries.keys().map(|s| s.as_str())
     }
 
+    /// The file (or index) the checkpoint was opened from.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Shape of a tensor of the checkpoint.
     pub fn shape(&self, name: &str) -> Option<&[i64]> {
         self.entries.get(name).map(|e| e.shape.as_slice())
@@ -179,6 +184,29 @@ impl Checkpoint {
         Ok(Tensor::f_from_data_size(bytes, &e.shape, kind)?)
     }
 
+    /// Rows `rows` of the 2-D tensor `name`, (rows.len(), cols), reading only those rows' bytes (a
+    /// prompt needs a few dozen of the 256k rows of SigLIP's token embedding).
+    pub fn rows(&self, name: &str, rows: &[i64]) -> Result<Tensor> {
+        let e = self.entries.get(name).ok_or_else(|| self.problem(format!("missing tensor {name}")))?;
+        let kind = kind_of(e.dtype)
+            .ok_or_else(|| self.problem(format!("{name}: dtype {:?} is not a floating-point type", e.dtype)))?;
+        let &[n, cols] = e.shape.as_slice() else {
+            return Err(self.problem(format!("{name}: expected a 2-D tensor, found shape {:?}", e.shape)));
+        };
+        let row_bytes = cols as usize * kind.elt_size_in_bytes();
+        let picked = rows
+            .iter()
+            .map(|&r| {
+                if !(0..n).contains(&r) {
+                    return Err(self.problem(format!("{name}: row {r} out of range 0..{n}")));
+                }
+                let start = e.start + r as usize * row_bytes;
+                Ok(Tensor::f_from_data_size(&self.files[e.file][start..start + row_bytes], &[cols], kind)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::f_stack(&picked, 0)?)
+    }
+
     fn problem(&self, msg: String) -> Error {
         Error::Checkpoint { path: self.path.clone(), problems: vec![msg] }
     }
@@ -187,10 +215,13 @@ impl Checkpoint {
     ///
     /// Fails, listing every problem, when a variable is missing or mis-shaped, a tensor has a
     /// non-float dtype, or a tensor is claimed by no store and matches none of `ignore_prefixes`.
+    /// Names matching `ignore_prefixes` are neither loaded nor required, in the file or the stores.
     pub fn load_into(&self, stores: &[&nn::VarStore], ignore_prefixes: &[&str]) -> Result<()> {
         let mut problems = Vec::new();
         let mut claimed = BTreeSet::new();
-        let mut wanted: Vec<(String, Tensor)> = stores.iter().flat_map(|vs| vs.variables()).collect();
+        let ignored = |name: &str| ignore_prefixes.iter().any(|p| name.starts_with(p));
+        let mut wanted: Vec<(String, Tensor)> =
+            stores.iter().flat_map(|vs| vs.variables()).filter(|(name, _)| !ignored(name)).collect();
         wanted.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, var) in &wanted {
             claimed.insert(name.clone());
@@ -207,7 +238,7 @@ impl Checkpoint {
             }
         }
         for name in self.entries.keys() {
-            if !claimed.contains(name) && !ignore_prefixes.iter().any(|p| name.starts_with(p)) {
+            if !claimed.contains(name) && !ignored(name) {
                 problems.push(format!("unexpected tensor {name} (shape {:?})", self.entries[name].shape));
             }
         }
@@ -218,11 +249,27 @@ impl Checkpoint {
             for (name, mut var) in wanted {
                 let src = self.tensor(&name)?;
                 var.f_copy_(&src)?;
+                self.release_tensor_pages(&name);
             }
             Ok(())
         })?;
         self.release_pages();
         Ok(())
+    }
+
+    /// Drops the whole pages inside tensor `name`'s bytes from resident memory once it is copied, so
+    /// loading holds one tensor's file pages at a time rather than the whole checkpoint's.
+    fn release_tensor_pages(&self, name: &str) {
+        const PAGE: usize = 4096;
+        let Some(e) = self.entries.get(name) else { return };
+        let map = &self.files[e.file];
+        let base = map.as_ptr() as usize;
+        let first = (base + e.start).div_ceil(PAGE) * PAGE - base;
+        let last = ((base + e.end) / PAGE) * PAGE - base;
+        if last > first {
+            // SAFETY: as in `release_pages`: a private read-only file mapping, re-read on access.
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first) };
+        }
     }
 
     /// Drops the file pages read so far from this process's resident memory (they are re-read from

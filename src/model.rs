@@ -188,8 +188,7 @@ impl PromptEncoder {
             return Ok(z.shallow_clone());
         }
         let ids = self.backbone.tokenizer()?.encode_batch(&[prompt])?;
-        let text = self.backbone.text(Placement::default())?;
-        let z = l2_normalize(&text.text_features(&ids)?).squeeze_dim(0);
+        let z = l2_normalize(&self.backbone.text_features(&ids, Placement::default())?).squeeze_dim(0);
         self.cache.insert(prompt.to_string(), z.shallow_clone());
         Ok(z)
     }

@@ -95,3 +95,31 @@ fn config_errors_name_the_file_and_field() {
     assert!(load_err(&dir).contains("config.json"));
     assert!(load_err(Path::new("/nonexistent-model")).contains("/nonexistent-model"));
 }
+
+/// A prompt's text features from a tower holding only the embedding rows its tokens use equal the
+/// full tower's; out-of-range ids and a mis-shaped table are errors.
+#[test]
+fn text_features_from_the_used_embedding_rows_equal_the_full_tower() {
+    use ldctq::siglip::Pretrained;
+    let spec = fixture("siglip/tiny_a").display().to_string();
+    let full = SiglipModel::load(&spec, Placement::default()).unwrap();
+    let p = Pretrained::open(&spec).unwrap();
+    let ids = full.tokenizer.encode_batch(&["a low-dose CT slice", "noise, streaks and blur"]).unwrap();
+    let want = full.text.text_features(&ids).unwrap();
+    let got = p.text_features(&ids, Placement::default()).unwrap();
+    common::assert_close("text features from used rows", &got, &want, 0.0);
+
+    let vocab = p.config.text_config.vocab_size;
+    let err = p.checkpoint.rows("text_model.embeddings.token_embedding.weight", &[0, vocab]).unwrap_err();
+    assert!(err.to_string().contains(&format!("row {vocab} out of range")), "{err}");
+
+    let dir = edited_copy("table", |t| {
+        for (n, v) in t.iter_mut() {
+            if n == "text_model.embeddings.token_embedding.weight" {
+                *v = v.narrow(1, 0, 8).contiguous();
+            }
+        }
+    });
+    let err = Pretrained::open(dir.to_str().unwrap()).unwrap().text_features(&ids, Placement::default()).unwrap_err();
+    assert!(err.to_string().contains("token_embedding.weight"), "{err}");
+}
