@@ -17,6 +17,15 @@ pub(crate) fn layer_norm(vs: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
     nn::layer_norm(vs, vec![dim], nn::LayerNormConfig { eps, ..Default::default() })
 }
 
+/// Layer norm in the input's precision: an f32 residual stream of a bf16 tower is normalized in f32
+/// (the weights cast up), a bf16 or f32 stream with weights of its own dtype as usual.
+pub(crate) fn norm(ln: &nn::LayerNorm, eps: f64, xs: &Tensor) -> Tensor {
+    let kind = xs.kind();
+    let ws = ln.ws.as_ref().map(|w| w.to_kind(kind));
+    let bs = ln.bs.as_ref().map(|b| b.to_kind(kind));
+    xs.layer_norm(ln.normalized_shape.as_slice(), ws.as_ref(), bs.as_ref(), eps, false)
+}
+
 /// `SiglipMLP`: fc1, GELU, fc2.
 #[derive(Debug)]
 pub(crate) struct Mlp {
@@ -32,6 +41,11 @@ impl Mlp {
             fc2: linear(&vs / "fc2", cfg.intermediate_size, cfg.hidden_size),
             gelu_tanh: cfg.gelu_tanh,
         })
+    }
+
+    /// The weights' dtype.
+    pub fn kind(&self) -> Kind {
+        self.fc1.ws.kind()
     }
 
     pub fn forward(&self, xs: &Tensor) -> Tensor {
@@ -138,12 +152,17 @@ fn bias(l: &nn::Linear) -> &Tensor {
 }
 
 /// `SiglipEncoderLayer`: pre-LN attention and MLP blocks with residuals.
+///
+/// The residual stream keeps the dtype it comes in: a bf16 vision tower gets an f32 stream from its
+/// patch embedding, so each block's small update is added in f32 rather than rounded into a bf16
+/// sum 27 times over; layer norms run in the stream's dtype and the matrix products in the weights'.
 #[derive(Debug)]
 struct EncoderLayer {
     layer_norm1: nn::LayerNorm,
     self_attn: Attention,
     layer_norm2: nn::LayerNorm,
     mlp: Mlp,
+    eps: f64,
 }
 
 impl EncoderLayer {
@@ -153,6 +172,7 @@ impl EncoderLayer {
             self_attn: Attention::new(&vs / "self_attn", cfg)?,
             layer_norm2: layer_norm(&vs / "layer_norm2", cfg.hidden_size, cfg.layer_norm_eps),
             mlp: Mlp::new(&vs / "mlp", cfg)?,
+            eps: cfg.layer_norm_eps,
         })
     }
 
@@ -161,10 +181,9 @@ impl EncoderLayer {
     }
 
     fn forward(&self, xs: &Tensor) -> Tensor {
-        let residual = xs;
-        let xs = residual + self.self_attn.forward(&xs.apply(&self.layer_norm1));
-        let residual = &xs;
-        residual + self.mlp.forward(&xs.apply(&self.layer_norm2))
+        let (kind, stream) = (self.mlp.kind(), xs.kind()); // the weights' dtype, the stream's
+        let xs = xs + self.self_attn.forward(&norm(&self.layer_norm1, self.eps, xs).to_kind(kind)).to_kind(stream);
+        &xs + self.mlp.forward(&norm(&self.layer_norm2, self.eps, &xs).to_kind(kind)).to_kind(stream)
     }
 }
 

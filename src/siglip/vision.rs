@@ -1,6 +1,6 @@
 //! The vision tower (`SiglipVisionTransformer`): patch embedding, position table, encoder, post-LN,
 //! and the multi-head attention pooling (MAP) head.
-use super::encoder::{layer_norm, linear, Encoder, Mlp};
+use super::encoder::{layer_norm, linear, norm, Encoder, Mlp};
 use crate::config::{EncoderConfig, SiglipVisionConfig};
 use crate::error::{Error, Result};
 use tch::{nn, Kind, Tensor};
@@ -54,9 +54,9 @@ impl VisionEmbeddings {
             .reshape([1, rows * cols, d])
     }
 
-    /// With bf16 or f16 weights and f32 (or f64) pixels, the embedding runs in f32 and its output is
-    /// rounded to the weights' dtype: rounding the pixels themselves to bf16 (8-bit mantissa) would
-    /// erase image noise of a few HU, the very signal a low-dose CT quality score measures.
+    /// With bf16 or f16 weights and f32 (or f64) pixels, the embedding runs in f32 and starts an f32
+    /// residual stream (see `EncoderLayer`): rounding the pixels themselves to bf16 (8-bit mantissa)
+    /// would erase image noise of a few HU, the very signal a low-dose CT quality score measures.
     fn forward(&self, pixel_values: &Tensor) -> Tensor {
         let kind = self.patch_embedding.ws.kind();
         let reduced = matches!(kind, Kind::BFloat16 | Kind::Half) && pixel_values.kind() != kind;
@@ -72,7 +72,7 @@ impl VisionEmbeddings {
         ); // (B, D, rows, cols)
         let (_, _, rows, cols) = xs.size4().expect("conv output is 4-D");
         let xs = xs.flatten(2, -1).transpose(1, 2); // (B, N, D), patch index = row*cols + col
-        (xs + self.positions(rows, cols).to_kind(compute)).to_kind(kind)
+        xs + self.positions(rows, cols).to_kind(compute)
     }
 }
 
@@ -200,9 +200,9 @@ impl VisionTransformer {
         self.encoder.forward_layers(xs, range)
     }
 
-    /// The final layer norm: `last_hidden_state`.
+    /// The final layer norm (in the residual stream's dtype): `last_hidden_state`.
     pub(crate) fn post_layernorm(&self, xs: &Tensor) -> Tensor {
-        xs.apply(&self.post_layernorm)
+        norm(&self.post_layernorm, self.cfg.layer_norm_eps, xs)
     }
 
     /// Checks that `pixel_values` is a float (B, C, H, W) tensor with H, W multiples of the patch size.
@@ -247,9 +247,9 @@ impl VisionTransformer {
             hidden_states.push(xs.shallow_clone());
         }
         let xs = self.encoder.forward(&xs, output_hidden_states.then_some(&mut hidden_states));
-        let last_hidden_state = xs.apply(&self.post_layernorm); // (B, N, D)
+        let last_hidden_state = self.post_layernorm(&xs); // (B, N, D)
         let pooler_output = match (&self.head, pool) {
-            (Some(head), true) => Some(head.forward(&last_hidden_state)),
+            (Some(head), true) => Some(head.forward(&last_hidden_state.to_kind(head.mlp.kind()))),
             _ => None,
         };
         Ok(VisionOutput { last_hidden_state, pooler_output, hidden_states })
