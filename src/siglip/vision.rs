@@ -71,7 +71,9 @@ impl VisionEmbeddings {
             1,
         ); // (B, D, rows, cols)
         let (_, _, rows, cols) = xs.size4().expect("conv output is 4-D");
-        let xs = xs.flatten(2, -1).transpose(1, 2); // (B, N, D), patch index = row*cols + col
+        // (B, N, D), patch index = row*cols + col; contiguous, or every later elementwise op and
+        // layer norm would keep (and copy for) the conv's channels-first layout.
+        let xs = xs.flatten(2, -1).transpose(1, 2).contiguous();
         xs + self.positions(rows, cols).to_kind(compute)
     }
 }
