@@ -63,7 +63,9 @@ fn score_and_grad(c: &mut Criterion) {
     group.bench_function("score", |b| b.iter(|| model.score(&x).unwrap()));
     group.bench_function("score_and_grad", |b| b.iter(|| model.score_and_grad(&x, None).unwrap()));
     model.set_activation_checkpointing(1);
-    group.bench_function("score_and_grad_checkpointed", |b| b.iter(|| model.score_and_grad(&x, None).unwrap()));
+    group.bench_function("score_and_grad_checkpointed", |b| {
+        b.iter(|| model.score_and_grad(&x, None).unwrap())
+    });
     group.finish();
 }
 

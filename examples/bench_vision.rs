@@ -16,7 +16,10 @@ fn main() -> anyhow::Result<()> {
     if a.len() == 4 && a[2] == "guard" {
         return guard(&a[1], a[3].parse()?);
     }
-    anyhow::ensure!(a.len() >= 6, "usage: bench_vision MODEL_DIR f32|bf16 BATCH ITERS forward|grad [LAYERS_PER_SEGMENT]");
+    anyhow::ensure!(
+        a.len() >= 6,
+        "usage: bench_vision MODEL_DIR f32|bf16 BATCH ITERS forward|grad [LAYERS_PER_SEGMENT]"
+    );
     let kind = ldctq::device::parse_kind(&a[2])?;
     let (batch, iters): (i64, usize) = (a[3].parse()?, a[4].parse()?);
     let grad = a[5] == "grad";
@@ -58,7 +61,11 @@ fn guard(dir: &str, n: u64) -> anyhow::Result<()> {
     let slices = (0..n)
         .map(|i| -> anyhow::Result<Tensor> {
             let hu = ldctq::phantom::phantom(11 + i, 512);
-            let params = ldctq::simulate::ScanParams { dose: doses[i as usize % 4], seed: Some(i), ..Default::default() };
+            let params = ldctq::simulate::ScanParams {
+                dose: doses[i as usize % 4],
+                seed: Some(i),
+                ..Default::default()
+            };
             let ld = ldctq::simulate::simulate(&hu, &params)?;
             Ok(((ld - (center - width / 2.0)) / width).clamp(0.0, 1.0).unsqueeze(0))
         })
@@ -66,10 +73,14 @@ fn guard(dir: &str, n: u64) -> anyhow::Result<()> {
     let x = Tensor::stack(&slices, 0);
     let (s32, g32) = f32_model.score_and_grad(&x, None)?;
     drop(f32_model);
-    let bf16_model = QualityModel::load(dir.as_ref(), Placement { device: Device::Cpu, kind: Kind::BFloat16 })?;
+    let bf16_model =
+        QualityModel::load(dir.as_ref(), Placement { device: Device::Cpu, kind: Kind::BFloat16 })?;
     let (s16, g16) = bf16_model.score_and_grad(&x, None)?;
     let cos = |i: i64| {
-        let (a, b) = (g16.get(i).flatten(0, -1).to_kind(Kind::Double), g32.get(i).flatten(0, -1).to_kind(Kind::Double));
+        let (a, b) = (
+            g16.get(i).flatten(0, -1).to_kind(Kind::Double),
+            g32.get(i).flatten(0, -1).to_kind(Kind::Double),
+        );
         (a.dot(&b) / (a.norm() * b.norm())).double_value(&[])
     };
     let diff = (&s16 - &s32).abs();

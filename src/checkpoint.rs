@@ -102,7 +102,7 @@ impl Checkpoint {
     pub fn open_dir(dir: &Path) -> Result<Self> {
         let single = dir.join("model.safetensors");
         if single.is_file() {
-            return Self::open_files(&single, &[single.clone()]);
+            return Self::open_files(&single, std::slice::from_ref(&single));
         }
         let index = dir.join("model.safetensors.index.json");
         if !index.is_file() {
@@ -188,8 +188,9 @@ impl Checkpoint {
     /// prompt needs a few dozen of the 256k rows of SigLIP's token embedding).
     pub fn rows(&self, name: &str, rows: &[i64]) -> Result<Tensor> {
         let e = self.entries.get(name).ok_or_else(|| self.problem(format!("missing tensor {name}")))?;
-        let kind = kind_of(e.dtype)
-            .ok_or_else(|| self.problem(format!("{name}: dtype {:?} is not a floating-point type", e.dtype)))?;
+        let kind = kind_of(e.dtype).ok_or_else(|| {
+            self.problem(format!("{name}: dtype {:?} is not a floating-point type", e.dtype))
+        })?;
         let &[n, cols] = e.shape.as_slice() else {
             return Err(self.problem(format!("{name}: expected a 2-D tensor, found shape {:?}", e.shape)));
         };
@@ -268,7 +269,9 @@ impl Checkpoint {
         let last = ((base + e.end) / PAGE) * PAGE - base;
         if last > first {
             // SAFETY: as in `release_pages`: a private read-only file mapping, re-read on access.
-            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first) };
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first)
+            };
         }
     }
 

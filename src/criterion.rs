@@ -85,7 +85,9 @@ pub(crate) fn upstream_vector(scores: &Tensor, upstream: Option<&Tensor>) -> Res
             }
             Ok(u)
         }
-        Some(u) => Err(Error::InvalidInput(format!("upstream must have {n} values, got shape {:?}", u.size()))),
+        Some(u) => {
+            Err(Error::InvalidInput(format!("upstream must have {n} values, got shape {:?}", u.size())))
+        }
     }
 }
 

@@ -34,9 +34,9 @@ impl std::str::FromStr for LocalMode {
 pub fn pool(tokens: &Tensor, local: LocalMode) -> Result<(Tensor, Tensor, Tensor)> {
     let (b, p, d) = tokens.size3()?;
     let v = tokens.transpose(1, 2); // (B, d, P)
-    // Equal segments (P divisible by 4, as 1024 patches are) pool along P directly: pooling the
-    // transposed view would copy the tokens three times, serially (a tenth of a bf16 forward pass).
-    // Segments as (B, k, P/k, d), reduced over P/k, then laid out channel-major like (B, d, k).
+                                    // Equal segments (P divisible by 4, as 1024 patches are) pool along P directly: pooling the
+                                    // transposed view would copy the tokens three times, serially (a tenth of a bf16 forward pass).
+                                    // Segments as (B, k, P/k, d), reduced over P/k, then laid out channel-major like (B, d, k).
     let segments = |k: i64| tokens.view([b, k, p / k, d]);
     let channel_major = |t: Tensor| t.transpose(1, 2).flatten(1, -1);
     if p % 4 == 0 && local == LocalMode::Sequence {

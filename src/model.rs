@@ -428,7 +428,12 @@ impl QualityModel {
     }
 
     /// The stages after the vision tower: FiLM, pooling, heads, fusion, score.
-    fn stages_from_tokens(&self, pixel_values: Tensor, tokens: Tensor, dropout: Option<&mut Rng>) -> Result<Stages> {
+    fn stages_from_tokens(
+        &self,
+        pixel_values: Tensor,
+        tokens: Tensor,
+        dropout: Option<&mut Rng>,
+    ) -> Result<Stages> {
         let tokens = tokens.to_kind(self.output_kind());
         let (gamma, beta) = self.film_params()?; // (d), (d)
         let tokens_film = modulate(&tokens, &gamma, &beta, self.config.film_strength); // (B, P, d)
@@ -470,7 +475,7 @@ impl QualityModel {
         let pixel_values = self.config.preprocess().pixel_values(&x.to_kind(self.output_kind()))?;
         let pixel_values = pixel_values.to_device(self.placement.device);
         let h0 = vm.embed(&pixel_values)?; // (B, N, D), graph back to x kept (small)
-        // Forward without a graph, keeping each segment's input.
+                                           // Forward without a graph, keeping each segment's input.
         let starts: Vec<usize> = (0..vm.num_layers()).step_by(every).collect();
         let end = |start: usize| (start + every).min(vm.num_layers());
         let mut inputs = Vec::with_capacity(starts.len());

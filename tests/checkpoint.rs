@@ -120,6 +120,9 @@ fn text_features_from_the_used_embedding_rows_equal_the_full_tower() {
             }
         }
     });
-    let err = Pretrained::open(dir.to_str().unwrap()).unwrap().text_features(&ids, Placement::default()).unwrap_err();
+    let err = Pretrained::open(dir.to_str().unwrap())
+        .unwrap()
+        .text_features(&ids, Placement::default())
+        .unwrap_err();
     assert!(err.to_string().contains("token_embedding.weight"), "{err}");
 }

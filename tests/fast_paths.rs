@@ -6,8 +6,8 @@ mod common;
 use common::{assert_close, fixture};
 use ldctq::criterion::QualityCriterion;
 use ldctq::model::{QualityConfig, QualityModel, Widths};
-use ldctq::simulate::{simulate, ScanParams};
 use ldctq::siglip::Placement;
+use ldctq::simulate::{simulate, ScanParams};
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
@@ -114,7 +114,8 @@ fn cosine(a: &Tensor, b: &Tensor) -> f64 {
 fn bf16_scores_and_gradients_match_f32_on_the_default_model() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/default");
     let f32_model = QualityModel::load(&dir, Placement::default()).unwrap();
-    let bf16_model = QualityModel::load(&dir, Placement { device: Device::Cpu, kind: Kind::BFloat16 }).unwrap();
+    let bf16_model =
+        QualityModel::load(&dir, Placement { device: Device::Cpu, kind: Kind::BFloat16 }).unwrap();
     let (center, width) = (f32_model.config.window_center, f32_model.config.window_width);
     let doses = [1.0, 0.25, 0.1, 0.05];
     let slices: Vec<Tensor> = (0..8u64)

@@ -563,7 +563,11 @@ fn gradient_is_a_vjp_matching_central_differences_in_f64() {
         let mut gshape = shape;
         let t = dl(&mut x, &mut shape, None, 2, 64);
         let mut gt = dl(&mut gc, &mut gshape, None, 2, 64);
-        expect_status((a.score_grad_dl)(h.0, &t, u.as_ptr(), n, sc.as_mut_ptr(), &mut gt), OK, "checkpointed vjp");
+        expect_status(
+            (a.score_grad_dl)(h.0, &t, u.as_ptr(), n, sc.as_mut_ptr(), &mut gt),
+            OK,
+            "checkpointed vjp",
+        );
         assert_eq!(sc, s);
         let worst = g.iter().zip(&gc).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
         assert!(worst <= 1e-12, "checkpointed gradient differs by {worst:e}");

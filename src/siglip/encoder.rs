@@ -111,7 +111,8 @@ impl Attention {
         let d = w.size()[1];
         let elt = w.kind().elt_size_in_bytes();
         let shares = |t: &Tensor, base: &Tensor, i: usize, row: i64| {
-            t.data_ptr() as usize == base.data_ptr() as usize + i * (row as usize) * elt && t.kind() == base.kind()
+            t.data_ptr() as usize == base.data_ptr() as usize + i * (row as usize) * elt
+                && t.kind() == base.kind()
         };
         let ok = lins.iter().enumerate().all(|(i, l)| {
             !l.ws.requires_grad()
@@ -126,18 +127,21 @@ impl Attention {
         let (b, n, d) = xs.size3().expect("encoder input is (B, N, D)");
         let (h, hd) = (self.num_heads, d / self.num_heads);
         let heads = |t: Tensor| t.view([b, n, h, hd]).transpose(1, 2); // (B, heads, N, head_dim)
-        // bf16 on CPU: the explicit form (two batched matrix products and a softmax accumulated in
-        // f32) is 2.5x faster than libtorch's flash kernel once freed blocks are reused
-        // (`runtime::tune_allocator`; docs/performance.md). In f32 both run at the same speed.
-        let explicit = !xs.device().is_cuda() && xs.kind() == Kind::BFloat16 && crate::runtime::explicit_cpu_attention();
+                                                                       // bf16 on CPU: the explicit form (two batched matrix products and a softmax accumulated in
+                                                                       // f32) is 2.5x faster than libtorch's flash kernel once freed blocks are reused
+                                                                       // (`runtime::tune_allocator`; docs/performance.md). In f32 both run at the same speed.
+        let explicit =
+            !xs.device().is_cuda() && xs.kind() == Kind::BFloat16 && crate::runtime::explicit_cpu_attention();
         let (q, k, v) = match self.fused() {
             Some((w, bias)) => {
                 let qkv = xs.linear(w, Some(bias)).view([b, n, 3, h, hd]).permute([2, 0, 3, 1, 4]); // (3, B, heads, N, hd)
-                // One copy into head-major order, so the products below read plain (transposed) matrices.
+                                                                                                    // One copy into head-major order, so the products below read plain (transposed) matrices.
                 let qkv = if explicit { qkv.contiguous() } else { qkv };
                 (qkv.get(0), qkv.get(1), qkv.get(2))
             }
-            None => (heads(xs.apply(&self.q_proj)), heads(xs.apply(&self.k_proj)), heads(xs.apply(&self.v_proj))),
+            None => {
+                (heads(xs.apply(&self.q_proj)), heads(xs.apply(&self.k_proj)), heads(xs.apply(&self.v_proj)))
+            }
         };
         let scale = (hd as f64).powf(-0.5);
         let o = if explicit {
@@ -185,7 +189,8 @@ impl EncoderLayer {
 
     fn forward(&self, xs: &Tensor) -> Tensor {
         let (kind, stream) = (self.mlp.kind(), xs.kind()); // the weights' dtype, the stream's
-        let xs = xs + self.self_attn.forward(&norm(&self.layer_norm1, self.eps, xs).to_kind(kind)).to_kind(stream);
+        let xs =
+            xs + self.self_attn.forward(&norm(&self.layer_norm1, self.eps, xs).to_kind(kind)).to_kind(stream);
         &xs + self.mlp.forward(&norm(&self.layer_norm2, self.eps, &xs).to_kind(kind)).to_kind(stream)
     }
 }

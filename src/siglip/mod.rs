@@ -157,7 +157,8 @@ impl Pretrained {
 
     /// `get_text_features` of tokenized texts (B, L), loading only the embedding rows they use.
     pub fn text_features(&self, input_ids: &Tensor, at: Placement) -> Result<Tensor> {
-        let (text, ids) = SiglipTextModel::load_for_ids(&self.checkpoint, &self.config.text_config, at, input_ids)?;
+        let (text, ids) =
+            SiglipTextModel::load_for_ids(&self.checkpoint, &self.config.text_config, at, input_ids)?;
         text.text_features(&ids)
     }
 
