@@ -34,17 +34,6 @@ impl std::str::FromStr for LocalMode {
 pub fn pool(tokens: &Tensor, local: LocalMode) -> Result<(Tensor, Tensor, Tensor)> {
     let (b, p, d) = tokens.size3()?;
     let v = tokens.transpose(1, 2); // (B, d, P)
-                                    // Equal segments (P divisible by 4, as 1024 patches are) pool along P directly: pooling the
-                                    // transposed view would copy the tokens three times, serially (a tenth of a bf16 forward pass).
-                                    // Segments as (B, k, P/k, d), reduced over P/k, then laid out channel-major like (B, d, k).
-    let segments = |k: i64| tokens.view([b, k, p / k, d]);
-    let channel_major = |t: Tensor| t.transpose(1, 2).flatten(1, -1);
-    if p % 4 == 0 && local == LocalMode::Sequence {
-        let h_g = tokens.mean_dim(1, false, tokens.kind()); // (B, d)
-        let h_l = channel_major(segments(4).mean_dim(2, false, tokens.kind())); // (B, 4d)
-        let h_tex = channel_major(segments(2).amax(2, false)); // (B, 2d)
-        return Ok((h_g, h_l, h_tex));
-    }
     let h_g = v.adaptive_avg_pool1d([1]).flatten(1, -1); // (B, d)
     let h_l = match local {
         LocalMode::Sequence => v.adaptive_avg_pool1d([4]),

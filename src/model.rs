@@ -475,7 +475,8 @@ impl QualityModel {
         let pixel_values = self.config.preprocess().pixel_values(&x.to_kind(self.output_kind()))?;
         let pixel_values = pixel_values.to_device(self.placement.device);
         let h0 = vm.embed(&pixel_values)?; // (B, N, D), graph back to x kept (small)
-                                           // Forward without a graph, keeping each segment's input.
+
+        // Forward without a graph, keeping each segment's input.
         let starts: Vec<usize> = (0..vm.num_layers()).step_by(every).collect();
         let end = |start: usize| (start + every).min(vm.num_layers());
         let mut inputs = Vec::with_capacity(starts.len());

@@ -126,17 +126,17 @@ impl Attention {
     fn forward(&self, xs: &Tensor) -> Tensor {
         let (b, n, d) = xs.size3().expect("encoder input is (B, N, D)");
         let (h, hd) = (self.num_heads, d / self.num_heads);
-        let heads = |t: Tensor| t.view([b, n, h, hd]).transpose(1, 2); // (B, heads, N, head_dim)
-                                                                       // bf16 on CPU: the explicit form (two batched matrix products and a softmax accumulated in
-                                                                       // f32) is 2.5x faster than libtorch's flash kernel once freed blocks are reused
-                                                                       // (`runtime::tune_allocator`; docs/performance.md). In f32 both run at the same speed.
+        // (B, N, D) -> (B, heads, N, head_dim)
+        let heads = |t: Tensor| t.view([b, n, h, hd]).transpose(1, 2);
+        // bf16 on CPU: the explicit form (two batched matrix products and a softmax accumulated in
+        // f32) is 2.5x faster than libtorch's flash kernel once freed blocks are reused
+        // (`runtime::tune_allocator`; docs/performance.md). In f32 both run at the same speed.
         let explicit =
             !xs.device().is_cuda() && xs.kind() == Kind::BFloat16 && crate::runtime::explicit_cpu_attention();
         let (q, k, v) = match self.fused() {
             Some((w, bias)) => {
-                let qkv = xs.linear(w, Some(bias)).view([b, n, 3, h, hd]).permute([2, 0, 3, 1, 4]); // (3, B, heads, N, hd)
-                                                                                                    // One copy into head-major order, so the products below read plain (transposed) matrices.
-                let qkv = if explicit { qkv.contiguous() } else { qkv };
+                let qkv = xs.linear(w, Some(bias)).view([b, n, 3, h, hd]);
+                let qkv = qkv.permute([2, 0, 3, 1, 4]); // (3, B, heads, N, hd)
                 (qkv.get(0), qkv.get(1), qkv.get(2))
             }
             None => {
