@@ -17,9 +17,9 @@ mkdir -p "$CACHE"
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV" >&2
 fi
-"$VENV/bin/python" -m pip install -q --upgrade pip >&2
-"$VENV/bin/python" -m pip install -q "torch==$TORCH_VERSION" >&2
-"$VENV/bin/python" -m pip install -q numpy scipy pydicom pydicom-data safetensors tokenizers \
+"$VENV/bin/python" -m pip install -q --no-cache-dir --upgrade pip >&2
+"$VENV/bin/python" -m pip install -q --no-cache-dir "torch==$TORCH_VERSION" >&2
+"$VENV/bin/python" -m pip install -q --no-cache-dir numpy scipy pydicom pydicom-data safetensors tokenizers \
   "transformers==5.24.0" pillow tifffile >&2
 touch "$STAMP"
 echo "$VENV"
