@@ -86,7 +86,8 @@ fn main() -> anyhow::Result<()> {
     let scorer = Scorer::load(model.as_ref(), Placement::default())?;
     let data = Dataset::open(data.as_ref())?;
     // Built-ins by spec, plus the Rust denoiser made in code.
-    let mut candidates = denoise::load_all(&["identity".into(), "gaussian".into()], Device::Cpu);
+    let mut candidates =
+        denoise::load_all(&["identity".into(), "gaussian".into()], Device::Cpu, &Default::default());
     candidates.push(Candidate::new(Box::new(AdaptiveWiener { radius: 2 })));
     denoise::unique_names(&mut candidates);
     let opts = BenchOptions { progress: true, ..BenchOptions::default() };

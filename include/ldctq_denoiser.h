@@ -24,9 +24,11 @@
  *   plugin-defined code on failure; on failure it writes a NUL-terminated UTF-8
  *   message into `err` (at most `err_len` bytes including the NUL; the host
  *   passes err_len >= 256). C++ exceptions, longjmp and the like must not escape
- *   any function of the table. A plugin must not call exit() or abort(): the
- *   host survives a failing plugin (and goes on with the other denoisers), but
- *   not a crashing one.
+ *   any function of the table. A plugin must not call exit() or abort().
+ *   `ldctq bench` runs each plugin state in its own worker process (unless
+ *   told --in-process-plugins), so even a crash is reported as that plugin's
+ *   failure and the other denoisers go on; what a plugin prints to stdout
+ *   goes to stderr there.
  *
  * Lifetime and threads
  *   The host checks abi_major and struct_size before calling anything else.

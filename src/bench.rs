@@ -1270,13 +1270,14 @@ pub mod plots {
         DB::ErrorType: 'static,
     {
         type Log = crate::train::EpochLog;
+        type Series<'a> = [(&'a str, fn(&Log) -> f64); 2];
         let max_epoch = logs.iter().map(|l| l.epoch).max().unwrap_or(1) as f64;
         let max_loss = logs.iter().map(|l| l.train_loss.max(l.val_loss)).fold(0.0, f64::max).max(1e-3);
         let mut folds: Vec<usize> = logs.iter().map(|l| l.fold).collect();
         folds.dedup();
         area.fill(&WHITE)?;
         let panels = area.split_evenly((1, 2));
-        let series: [(&str, f64, [(&str, fn(&Log) -> f64); 2]); 2] = [
+        let series: [(&str, f64, Series); 2] = [
             ("ranking loss", max_loss * 1.05, [("train", |l| l.train_loss), ("val", |l| l.val_loss)]),
             ("validation correlation", 1.0, [("SROCC", |l| l.val_srocc), ("PLCC", |l| l.val_plcc)]),
         ];

@@ -87,7 +87,7 @@ impl QualityCriterion for Ensemble {
 /// A single model or an ensemble, whichever the folder holds.
 #[derive(Debug)]
 pub enum Scorer {
-    Single(QualityModel),
+    Single(Box<QualityModel>),
     Ensemble(Ensemble),
 }
 
@@ -97,7 +97,7 @@ impl Scorer {
         if dir.join("ensemble.json").is_file() {
             Ok(Self::Ensemble(Ensemble::load(dir, at)?))
         } else {
-            Ok(Self::Single(QualityModel::load(dir, at)?))
+            Ok(Self::Single(Box::new(QualityModel::load(dir, at)?)))
         }
     }
 

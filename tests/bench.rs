@@ -12,7 +12,7 @@ mod common;
 use ldctq::bench::{self, BenchOptions, MethodKind};
 use ldctq::data::Dataset;
 use ldctq::denoise::{
-    self, Candidate, DenoiseError, Denoiser, DenoiserInfo, DenoiserSpec, ErrorKind, SpecKind,
+    self, Candidate, DenoiseError, Denoiser, DenoiserInfo, DenoiserSpec, ErrorKind, PluginHost, SpecKind,
 };
 use ldctq::ensemble::Scorer;
 use ldctq::siglip::Placement;
@@ -39,6 +39,7 @@ fn plugin(rel: &str) -> PathBuf {
             "bad/missing_symbol",
             "bad/nan_output",
             "bad/wrong_size",
+            "bad/crash",
         ];
         for name in sources {
             let src = root().join("examples/plugins").join(format!("{name}.c"));
@@ -60,6 +61,11 @@ fn plugin(rel: &str) -> PathBuf {
         dir
     });
     dir.join(format!("lib{}.so", rel.replace('/', "_")))
+}
+
+/// The two plugin hosts: this process, and a worker process per plugin state (`ldctq plugin-worker`).
+fn hosts() -> [PluginHost; 2] {
+    [PluginHost::InProcess, PluginHost::Isolated { worker: PathBuf::from(env!("CARGO_BIN_EXE_ldctq")) }]
 }
 
 /// A simulated set: 12 images of 96 x 96 at doses 0.25, 0.1, 0.05, with references and meta.json.
@@ -130,10 +136,10 @@ fn plugin_failures_are_clear_errors_naming_the_plugin() {
         (spec(&plugin("gaussian"), Some(r#"{"sigma":-1}"#)), ErrorKind::Create, "sigma must be in (0, 20]"),
         ("/no/such/libplugin.so".into(), ErrorKind::Load, "cannot open"),
     ];
-    for (text, kind, needle) in &cases {
-        let c = denoise::load_all(std::slice::from_ref(text), Device::Cpu).remove(0);
+    for ((text, kind, needle), host) in cases.iter().flat_map(|c| hosts().map(|h| (c, h))) {
+        let c = denoise::load_all(std::slice::from_ref(text), Device::Cpu, &host).remove(0);
         let e = c.denoiser.err().unwrap_or_else(|| panic!("{text} should fail to load"));
-        println!("{text}: {e}");
+        println!("{host:?} {text}: {e}");
         assert_eq!(e.kind, *kind, "{text}: {e}");
         let path = text.split(':').next().unwrap();
         assert!(e.to_string().contains(path), "{e} does not name {path}");
@@ -143,6 +149,14 @@ fn plugin_failures_are_clear_errors_naming_the_plugin() {
 
 #[test]
 fn failing_plugins_are_reported_and_the_others_go_on() {
+    let [in_process, isolated] = hosts().map(|host| failing_plugins_run(&host));
+    // The worker runs the same plugin code on the same values: the same scores and errors, bit for bit.
+    for (a, b) in in_process.methods.iter().zip(&isolated.methods) {
+        assert_eq!((&a.name, &a.scores, &a.error), (&b.name, &b.scores, &b.error));
+    }
+}
+
+fn failing_plugins_run(host: &PluginHost) -> bench::BenchRun {
     let data = Dataset::open(&sim_set()).unwrap();
     let specs = vec![
         spec(&plugin("gaussian"), None),
@@ -157,7 +171,7 @@ fn failing_plugins_are_reported_and_the_others_go_on() {
         spec(&plugin("median"), None),
         "identity".into(),
     ];
-    let candidates = denoise::load_all(&specs, Device::Cpu);
+    let candidates = denoise::load_all(&specs, Device::Cpu, host);
     let names: Vec<String> = candidates.iter().map(|c| c.name.clone()).collect();
     assert_eq!(
         names,
@@ -213,6 +227,7 @@ fn failing_plugins_are_reported_and_the_others_go_on() {
         summary.methods.iter().filter(|m| m.status == "failed").map(|m| m.name.as_str()).collect();
     assert_eq!(failed.len(), 8);
     assert!(summary.methods.iter().filter(|m| m.status == "failed").all(|m| m.score.is_none()));
+    run
 }
 
 #[test]
@@ -234,6 +249,85 @@ fn the_same_plugin_loaded_twice_works() {
         "sigma 1 default"
     );
     assert_eq!(c.abi_minor(), 0);
+}
+
+#[test]
+fn crashing_plugins_are_errors_in_a_worker_and_the_others_go_on() {
+    let [in_process, isolated] = hosts();
+    let crash = |json: &str| spec(&plugin("bad/crash"), Some(json));
+    let specs = vec![
+        crash(r#"{"how":"segv","after":1}"#),
+        crash(r#"{"how":"abort"}"#),
+        crash(r#"{"how":"exit"}"#),
+        crash(r#"{"how":"segv","in":"create"}"#),
+        crash(r#"{"how":"none"}"#), // prints to stdout on every call: the replies must not suffer
+        spec(&plugin("gaussian"), None),
+        "identity".into(),
+    ];
+    let candidates = denoise::load_all(&specs, Device::Cpu, &isolated);
+    let names: Vec<String> = candidates.iter().map(|c| c.name.clone()).collect();
+    let e = candidates[3].denoiser.as_ref().err().expect("a crash in create is a load error");
+    assert_eq!(e.kind, ErrorKind::Crashed, "{e}");
+    assert!(e.message.contains("SIGSEGV") && e.message.contains("while loading"), "{e}");
+    let data = Dataset::open(&sim_set()).unwrap();
+    let o = BenchOptions { batch: 4, limit: Some(8), ..opts() };
+    let run = bench::run(&fixture_model(), &data, candidates, &o, Device::Cpu).unwrap();
+    let by = |name: &str| run.methods.iter().find(|m| m.name == name).unwrap();
+    for (i, needle, at) in [
+        (0, "died of signal 11 (SIGSEGV) while denoising a batch of 4 x 96 x 96", 4),
+        (1, "(SIGABRT)", 0),
+        (2, "exited with status 3", 0),
+        (3, "SIGSEGV", 0),
+    ] {
+        let m = by(&names[i]);
+        let e = m.error.as_ref().unwrap_or_else(|| panic!("{} should have failed", names[i]));
+        println!("{}: {e}", names[i]);
+        assert_eq!(e.kind, ErrorKind::Crashed, "{e}");
+        assert!(e.to_string().contains(needle) && e.to_string().contains("libbad_crash.so"), "{e}");
+        assert_eq!(m.failed_at, Some(at), "{}", names[i]);
+    }
+    assert_eq!(by(&names[4]).scores, by("input").scores, "a copying plugin that prints scores as the input");
+    // The survivors score as they do in this process.
+    let reference = bench::run(
+        &fixture_model(),
+        &data,
+        denoise::load_all(&[specs[5].clone()], Device::Cpu, &in_process),
+        &o,
+        Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(
+        by("gaussian").scores,
+        reference.methods.iter().find(|m| m.name == "gaussian").unwrap().scores
+    );
+    assert!(by("identity").ok());
+
+    // `ldctq bench` isolates plugins by default: a segfault is a reported failure (an error exit only
+    // with --strict); with --in-process-plugins it takes the process down.
+    let cli = |extra: &[&str]| {
+        let out = common::temp_dir("bench-crash");
+        Command::new(env!("CARGO_BIN_EXE_ldctq"))
+            .args(["bench", "--model"])
+            .arg(common::fixture("quality/a_unit_seq"))
+            .arg("--data")
+            .arg(sim_set())
+            .arg("--denoiser")
+            .arg(&specs[0])
+            .args(["--denoiser", "identity", "--limit", "8", "--batch", "4", "--bootstrap", "50", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("FAILED") && stdout.contains("SIGSEGV"), "{stdout}");
+    assert!(!stdout.contains("crash plugin:"), "the plugin's prints go to stderr: {stdout}");
+    assert!(!cli(&["--strict"]).status.success());
+    let out = cli(&["--in-process-plugins"]);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(11), "in process, the segfault is ldctq's: {:?}", out.status);
 }
 
 #[test]
@@ -402,8 +496,14 @@ fn smoothing_raises_psnr_and_ssim_and_noise_lowers_them() {
         spec(&plugin("add_noise"), Some(r#"{"sigma":0.05,"seed":3}"#)),
     ];
     let o = opts();
-    let run =
-        bench::run(&fixture_model(), &data, denoise::load_all(&specs, Device::Cpu), &o, Device::Cpu).unwrap();
+    let run = bench::run(
+        &fixture_model(),
+        &data,
+        denoise::load_all(&specs, Device::Cpu, &PluginHost::InProcess),
+        &o,
+        Device::Cpu,
+    )
+    .unwrap();
     let summary = bench::summarize(&run, &o);
     assert_eq!(summary.with_reference, 12);
     let by = |name: &str| summary.methods.iter().find(|m| m.name == name).unwrap();
@@ -456,7 +556,14 @@ fn trained_model_scores_smoothing_up_and_noise_down() {
         "identity".into(),
     ];
     let o = opts();
-    let run = bench::run(&model, &data, denoise::load_all(&specs, Device::Cpu), &o, Device::Cpu).unwrap();
+    let run = bench::run(
+        &model,
+        &data,
+        denoise::load_all(&specs, Device::Cpu, &PluginHost::InProcess),
+        &o,
+        Device::Cpu,
+    )
+    .unwrap();
     let summary = bench::summarize(&run, &o);
     let by = |name: &str| summary.methods.iter().find(|m| m.name == name).unwrap();
     for m in &summary.methods {
@@ -527,8 +634,14 @@ fn torchscript_denoisers_run_and_wrong_shapes_are_errors() {
     let data = Dataset::open(&sim_set()).unwrap();
     let specs = vec![spec(&scripted, None), spec(&bad, None)];
     let o = BenchOptions { limit: Some(4), ..opts() };
-    let run =
-        bench::run(&fixture_model(), &data, denoise::load_all(&specs, Device::Cpu), &o, Device::Cpu).unwrap();
+    let run = bench::run(
+        &fixture_model(),
+        &data,
+        denoise::load_all(&specs, Device::Cpu, &PluginHost::InProcess),
+        &o,
+        Device::Cpu,
+    )
+    .unwrap();
     assert!(run.methods.iter().find(|m| m.name == "cnn").unwrap().ok());
     assert_eq!(
         run.methods.iter().find(|m| m.name == "crop").unwrap().error.as_ref().unwrap().kind,

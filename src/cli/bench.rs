@@ -54,6 +54,10 @@ pub struct Args {
     /// Exit with an error when a denoiser failed (the reports are written first).
     #[arg(long)]
     strict: bool,
+    /// Call C plugins in this process (faster start; a plugin that crashes takes ldctq down). By default
+    /// each plugin runs in its own worker process, where a crash is reported like any other failure.
+    #[arg(long)]
+    in_process_plugins: bool,
     #[command(flatten)]
     runtime: Runtime,
 }
@@ -85,7 +89,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let (model_sha256, model_files) = bench::hash_model(&args.model)?;
     let data_sha256 = bench::hash_dataset(&data, args.limit)?;
-    let candidates = denoise::load_all(&args.denoisers, placement.device);
+    let host = if args.in_process_plugins {
+        denoise::PluginHost::InProcess
+    } else {
+        let worker = std::env::current_exe().context("locating the ldctq binary for plugin workers")?;
+        denoise::PluginHost::Isolated { worker }
+    };
+    let candidates = denoise::load_all(&args.denoisers, placement.device, &host);
     let result = bench::run(&model, &data, candidates, &opts, placement.device)?;
     let summary = bench::summarize(&result, &opts);
     let prov = Provenance {

@@ -26,8 +26,11 @@ pub struct Args {
     runtime: Runtime,
 }
 
-/// Rows of (group value, n, mean label, mean score, MAE), grouped by `field` of `meta.json` entries.
-fn grouped(data: &Dataset, pred: &[f64], field: &str) -> anyhow::Result<Vec<(String, usize, f64, f64, f64)>> {
+/// (group value, n, mean label, mean score, MAE)
+type GroupRow = (String, usize, f64, f64, f64);
+
+/// Rows grouped by `field` of `meta.json` entries.
+fn grouped(data: &Dataset, pred: &[f64], field: &str) -> anyhow::Result<Vec<GroupRow>> {
     let meta_path = data.root.join("meta.json");
     let text =
         std::fs::read_to_string(&meta_path).with_context(|| format!("--by needs {}", meta_path.display()))?;

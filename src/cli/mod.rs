@@ -33,6 +33,9 @@ enum Command {
     Eval(eval::Args),
     /// Benchmark denoisers (C plugins, TorchScript, built-ins) by the no-reference score on a data set.
     Bench(bench::Args),
+    /// Serve one C plugin over stdin/stdout for an isolated `bench` (started by ldctq itself).
+    #[command(name = "plugin-worker", hide = true)]
+    PluginWorker { path: std::path::PathBuf, config: String },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -44,6 +47,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::PluginWorker { path, config } => {
+            Ok(ldctq::denoise::isolated::serve_stdio(&path, Some(&config))?)
+        }
     }
 }
 

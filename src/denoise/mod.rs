@@ -15,21 +15,28 @@
 //!   the JSON passed to its `create` (`{}` when absent);
 //! * `path/to/model.pt` (`.pt`, `.pth`, `.ts`): a TorchScript module;
 //! * any of them prefixed by `LABEL=` to name the method in reports (`smooth2=gaussian:{"sigma":2}`).
-use serde::Serialize;
+//!
+//! # Where C plugins run
+//! [`PluginHost::InProcess`] calls a plugin in this process; [`PluginHost::Isolated`] runs each plugin
+//! state in a worker process ([`isolated`]), so that a plugin that crashes is reported like any other
+//! failure. `ldctq bench` isolates plugins unless told `--in-process-plugins`.
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 pub mod builtin;
+pub mod isolated;
 pub mod plugin;
 pub mod torchscript;
 
 pub use builtin::{Gaussian, Identity, Median};
+pub use isolated::IsolatedPlugin;
 pub use plugin::{PluginDenoiser, ABI_MAJOR, ABI_MINOR, ENTRY_POINT};
 pub use torchscript::TorchScriptDenoiser;
 
 /// What went wrong, for callers (and tests) that act on the kind of failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The spec is malformed or names an unknown built-in.
@@ -52,10 +59,12 @@ pub enum ErrorKind {
     WrongSize,
     /// libtorch raised an error while running the denoiser.
     Torch,
+    /// An isolated plugin's worker process died (segfault, abort, exit).
+    Crashed,
 }
 
 /// A failure of one denoiser; the message names the denoiser (plugin path, module path or built-in).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DenoiseError {
     /// The denoiser, e.g. `plugin /tmp/libgauss.so (gaussian 1.0.0)`.
     pub denoiser: String,
@@ -78,7 +87,7 @@ impl fmt::Display for DenoiseError {
 impl std::error::Error for DenoiseError {}
 
 /// What a denoiser is, for reports.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DenoiserInfo {
     /// Short name (`gaussian`, the plugin's own name, the module's file stem).
     pub name: String,
@@ -280,11 +289,16 @@ impl DenoiserSpec {
         Ok(Self { text: text.to_string(), label, kind })
     }
 
-    /// Loads the denoiser (TorchScript modules onto `device`).
-    pub fn load(&self, device: Device) -> Result<Box<dyn Denoiser>, DenoiseError> {
+    /// Loads the denoiser (TorchScript modules onto `device`, C plugins where `host` says).
+    pub fn load(&self, device: Device, host: &PluginHost) -> Result<Box<dyn Denoiser>, DenoiseError> {
         Ok(match &self.kind {
             SpecKind::Builtin { name, config } => builtin::from_name(name, config.as_deref())?,
-            SpecKind::Plugin { path, config } => Box::new(PluginDenoiser::load(path, config.as_deref())?),
+            SpecKind::Plugin { path, config } => match host {
+                PluginHost::InProcess => Box::new(PluginDenoiser::load(path, config.as_deref())?),
+                PluginHost::Isolated { worker } => {
+                    Box::new(IsolatedPlugin::spawn(worker, path, config.as_deref())?)
+                }
+            },
             SpecKind::TorchScript { path } => Box::new(TorchScriptDenoiser::load(path, device)?),
         })
     }
@@ -302,6 +316,17 @@ impl DenoiserSpec {
             }
         }
     }
+}
+
+/// Where C plugins run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PluginHost {
+    /// In this process: no start-up cost, but a plugin that crashes takes the process down.
+    #[default]
+    InProcess,
+    /// Each plugin state in a worker process started from `worker` (the `ldctq` binary; see
+    /// [`isolated`]): a crash is a [`DenoiseError`] of kind [`ErrorKind::Crashed`].
+    Isolated { worker: std::path::PathBuf },
 }
 
 /// A denoiser to benchmark under a report name, or the reason it could not be loaded.
@@ -323,12 +348,12 @@ impl Candidate {
 
 /// Parses and loads every spec; a spec that fails becomes a candidate holding its error (so the report
 /// lists it) rather than stopping the others. Names are made unique (`gaussian`, `gaussian#2`, ...).
-pub fn load_all(specs: &[String], device: Device) -> Vec<Candidate> {
+pub fn load_all(specs: &[String], device: Device, host: &PluginHost) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = Vec::new();
     for text in specs {
         let (name, denoiser) = match DenoiserSpec::parse(text) {
             Ok(spec) => {
-                let loaded = spec.load(device);
+                let loaded = spec.load(device, host);
                 let name = match (&spec.label, &loaded) {
                     (Some(l), _) => l.clone(),
                     (None, Ok(d)) if matches!(spec.kind, SpecKind::Plugin { .. }) => d.info().name,

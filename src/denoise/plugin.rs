@@ -10,8 +10,8 @@
 //! Calls: the host passes a private copy of the input and an output buffer with a guard zone after it;
 //! both ends are checked after each call. Output cells are pre-filled with a marker NaN, so values left
 //! unwritten, writes past the end (within the guard), error codes, and NaN/Inf outputs are all reported
-//! as a [`DenoiseError`] naming the plugin. A plugin that crashes (segfault, abort) takes the process
-//! down: run untrusted plugins in a separate process.
+//! as a [`DenoiseError`] naming the plugin. A plugin that crashes (segfault, abort) takes its process
+//! down: [`super::isolated`] runs each plugin state in a child process, where a crash is an error.
 use super::{sha256_file, DenoiseError, Denoiser, DenoiserInfo, ErrorKind};
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr, CString};
@@ -212,56 +212,18 @@ impl PluginDenoiser {
     pub fn abi_minor(&self) -> u32 {
         self.lib.abi_minor
     }
-}
 
-fn label(lib: &Library) -> String {
-    format!("plugin {} ({} {})", lib.path.display(), lib.name, lib.version)
-}
-
-impl Drop for PluginDenoiser {
-    fn drop(&mut self) {
-        // SAFETY: `state` came from this library's `create` and is destroyed once.
-        unsafe { (self.lib.destroy)(self.state) };
-    }
-}
-
-impl Denoiser for PluginDenoiser {
-    fn info(&self) -> DenoiserInfo {
-        DenoiserInfo {
-            name: self.lib.name.clone(),
-            kind: "plugin".into(),
-            version: Some(self.lib.version.clone()),
-            path: Some(self.lib.path.clone()),
-            config: Some(self.config.clone()),
-            sha256: Some(self.lib.sha256.clone()),
-        }
-    }
-
-    fn denoise(&mut self, images: &Tensor) -> Result<Tensor, DenoiseError> {
+    /// Denoises `n x h x w` float32 values (row-major) and checks the plugin filled exactly its output.
+    pub fn denoise_raw(&mut self, input: &[f32], [n, h, w]: [i64; 3]) -> Result<Vec<f32>, DenoiseError> {
         let who = || label(self.lib);
-        let size = images.size();
-        let [n, c, h, w] = size[..] else {
+        let total = (n * h * w) as usize;
+        if n < 1 || h < 1 || w < 1 || input.len() != total {
             return Err(DenoiseError::new(
                 who(),
                 ErrorKind::WrongSize,
-                format!("input shape {size:?} is not N x 1 x H x W"),
-            ));
-        };
-        if c != 1 {
-            return Err(DenoiseError::new(
-                who(),
-                ErrorKind::WrongSize,
-                format!("input has {c} channels, expected 1"),
+                format!("{} input values for a batch of {n} x {h} x {w}", input.len()),
             ));
         }
-        let total = (n * h * w) as usize;
-        let input: Vec<f32> = images
-            .to_device(Device::Cpu)
-            .to_kind(Kind::Float)
-            .contiguous()
-            .view(-1)
-            .try_into()
-            .map_err(|e: tch::TchError| DenoiseError::new(who(), ErrorKind::Torch, e.to_string()))?;
         let mut output = vec![f32::from_bits(UNWRITTEN); total + GUARD];
         let mut buf = vec![0u8; ERR_LEN];
         // SAFETY: input has n*h*w floats, output n*h*w (+ guard), buf ERR_LEN bytes, as the ABI specifies.
@@ -300,6 +262,56 @@ impl Denoiser for PluginDenoiser {
             ));
         }
         output.truncate(total);
+        Ok(output)
+    }
+}
+
+fn label(lib: &Library) -> String {
+    format!("plugin {} ({} {})", lib.path.display(), lib.name, lib.version)
+}
+
+impl Drop for PluginDenoiser {
+    fn drop(&mut self) {
+        // SAFETY: `state` came from this library's `create` and is destroyed once.
+        unsafe { (self.lib.destroy)(self.state) };
+    }
+}
+
+impl Denoiser for PluginDenoiser {
+    fn info(&self) -> DenoiserInfo {
+        DenoiserInfo {
+            name: self.lib.name.clone(),
+            kind: "plugin".into(),
+            version: Some(self.lib.version.clone()),
+            path: Some(self.lib.path.clone()),
+            config: Some(self.config.clone()),
+            sha256: Some(self.lib.sha256.clone()),
+        }
+    }
+
+    fn denoise(&mut self, images: &Tensor) -> Result<Tensor, DenoiseError> {
+        let (input, [n, h, w]) = host_batch(images, &label(self.lib))?;
+        let output = self.denoise_raw(&input, [n, h, w])?;
         Ok(Tensor::from_slice(&output).view([n, 1, h, w]).to_device(images.device()))
     }
+}
+
+/// An `(N, 1, H, W)` batch as host float32 values and `[N, H, W]`, for denoisers that take raw buffers.
+pub(super) fn host_batch(images: &Tensor, who: &str) -> Result<(Vec<f32>, [i64; 3]), DenoiseError> {
+    let err = |kind, msg: String| DenoiseError::new(who, kind, msg);
+    let size = images.size();
+    let [n, c, h, w] = size[..] else {
+        return Err(err(ErrorKind::WrongSize, format!("input shape {size:?} is not N x 1 x H x W")));
+    };
+    if c != 1 {
+        return Err(err(ErrorKind::WrongSize, format!("input has {c} channels, expected 1")));
+    }
+    let values = images
+        .f_to_device(Device::Cpu)
+        .and_then(|t| t.f_to_kind(Kind::Float))
+        .and_then(|t| t.f_contiguous())
+        .and_then(|t| t.f_view(-1))
+        .and_then(|t| Vec::<f32>::try_from(&t))
+        .map_err(|e| err(ErrorKind::Torch, e.to_string()))?;
+    Ok((values, [n, h, w]))
 }

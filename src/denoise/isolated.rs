@@ -1,0 +1,276 @@
+//! C plugins in a child process: a plugin that crashes (segfault, abort, `exit`) becomes a
+//! [`DenoiseError`] of kind [`ErrorKind::Crashed`] and the benchmark of the others goes on.
+//!
+//! The host starts `WORKER plugin-worker PATH CONFIG`; the `ldctq` binary is such a worker (its hidden
+//! `plugin-worker` command calls [`serve_stdio`]). The worker loads the plugin with [`PluginDenoiser`],
+//! so every check of the in-process host applies, and answers over its stdin and stdout; what the plugin
+//! prints to stdout goes to stderr, which the worker shares with the host. Outputs are bit-identical to
+//! the in-process host's (the same code runs on the same values).
+//!
+//! Protocol, little-endian. The worker first sends a reply holding the plugin's [`DenoiserInfo`] or its
+//! load error. Then, for each request (`n`, `h`, `w` as three u64, then `n*h*w` f32 values), a reply
+//! holding `n*h*w` f32 values or an error. A reply is a tag byte, 0 (ok) or 1 (error); JSON (the info
+//! and errors) follows as a u32 byte count and the bytes. The worker exits when its stdin closes.
+use super::plugin::host_batch;
+use super::{DenoiseError, Denoiser, DenoiserInfo, ErrorKind, PluginDenoiser};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use tch::Tensor;
+
+/// The worker's command word: `WORKER plugin-worker PATH CONFIG`.
+pub const WORKER_COMMAND: &str = "plugin-worker";
+
+/// Largest batch a worker accepts, in values (4 GiB of f32): a bound on a corrupt request.
+const MAX_VALUES: u64 = 1 << 30;
+
+const OK: u8 = 0;
+const FAILED: u8 = 1;
+
+/// One plugin state in its own worker process (see the module docs).
+pub struct IsolatedPlugin {
+    child: Child,
+    /// `None` once closed (the worker then exits).
+    requests: Option<BufWriter<ChildStdin>>,
+    replies: BufReader<ChildStdout>,
+    info: DenoiserInfo,
+    who: String,
+}
+
+impl std::fmt::Debug for IsolatedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IsolatedPlugin").field("plugin", &self.who).field("pid", &self.child.id()).finish()
+    }
+}
+
+impl IsolatedPlugin {
+    /// Starts `worker` on the plugin at `path` with `config` (a JSON object; `{}` when `None`) and waits
+    /// for it to load the plugin: load, ABI and `create` failures are the in-process host's errors, a
+    /// crash while loading is [`ErrorKind::Crashed`].
+    pub fn spawn(worker: &Path, path: &Path, config: Option<&str>) -> Result<Self, DenoiseError> {
+        let who = format!("plugin {}", path.display());
+        let mut child = Command::new(worker)
+            .arg(WORKER_COMMAND)
+            .arg(path)
+            .arg(config.unwrap_or("{}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                DenoiseError::new(&who, ErrorKind::Load, format!("cannot start {}: {e}", worker.display()))
+            })?;
+        let requests = child.stdin.take().map(BufWriter::new);
+        let replies = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let info = DenoiserInfo::rust(""); // replaced by the worker's answer
+        let mut this = Self { child, requests, replies, info, who };
+        match read_reply(&mut this.replies, read_json::<DenoiserInfo>) {
+            Ok(Ok(info)) => {
+                this.who = info.label();
+                this.info = info;
+                Ok(this)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(this.died("while loading the plugin")),
+        }
+    }
+
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exchange(&mut self, input: &[f32], dims: [i64; 3]) -> io::Result<Result<Vec<f32>, DenoiseError>> {
+        let requests = self.requests.as_mut().ok_or(io::ErrorKind::BrokenPipe)?;
+        for d in dims {
+            requests.write_all(&(d as u64).to_le_bytes())?;
+        }
+        write_f32s(requests, input)?;
+        requests.flush()?;
+        read_reply(&mut self.replies, |r| read_f32s(r, input.len()))
+    }
+
+    /// The error for a worker that stopped answering: how its process ended.
+    fn died(&mut self, doing: &str) -> DenoiseError {
+        self.requests = None;
+        let how = match wait_or_kill(&mut self.child, Duration::from_secs(5)) {
+            Ok(status) => describe(status),
+            Err(e) => format!("stopped answering ({e})"),
+        };
+        DenoiseError::new(
+            self.who.clone(),
+            ErrorKind::Crashed,
+            format!(
+                "the plugin's worker process {how} {doing}; the plugin crashed (see its messages on stderr)"
+            ),
+        )
+    }
+}
+
+impl Denoiser for IsolatedPlugin {
+    fn info(&self) -> DenoiserInfo {
+        self.info.clone()
+    }
+
+    fn denoise(&mut self, images: &Tensor) -> Result<Tensor, DenoiseError> {
+        let (input, [n, h, w]) = host_batch(images, &self.who)?;
+        match self.exchange(&input, [n, h, w]) {
+            Ok(Ok(out)) => Ok(Tensor::from_slice(&out).view([n, 1, h, w]).to_device(images.device())),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(self.died(&format!("while denoising a batch of {n} x {h} x {w}"))),
+        }
+    }
+}
+
+impl Drop for IsolatedPlugin {
+    fn drop(&mut self) {
+        self.requests = None; // EOF: the worker destroys the state and exits
+        let _ = wait_or_kill(&mut self.child, Duration::from_secs(10));
+    }
+}
+
+/// Waits for `child` up to `patience`, then kills it.
+fn wait_or_kill(child: &mut Child, patience: Duration) -> io::Result<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if start.elapsed() > patience {
+            child.kill()?;
+            return child.wait();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            let name = match sig {
+                libc::SIGSEGV => " (SIGSEGV)",
+                libc::SIGABRT => " (SIGABRT)",
+                libc::SIGBUS => " (SIGBUS)",
+                libc::SIGFPE => " (SIGFPE)",
+                libc::SIGILL => " (SIGILL)",
+                libc::SIGKILL => " (SIGKILL)",
+                _ => "",
+            };
+            return format!("died of signal {sig}{name}");
+        }
+    }
+    match status.code() {
+        Some(0) => "exited (status 0) without answering".into(),
+        Some(code) => format!("exited with status {code}"),
+        None => format!("ended ({status})"),
+    }
+}
+
+/// The worker: loads the plugin, sends its info (or the load error), then answers requests from `input`
+/// until it closes. I/O errors end the worker; a failing plugin call is a reply.
+pub fn serve(
+    path: &Path,
+    config: Option<&str>,
+    input: &mut impl Read,
+    output: &mut impl Write,
+) -> io::Result<()> {
+    let mut plugin = match PluginDenoiser::load(path, config) {
+        Ok(p) => {
+            write_json(output, OK, &p.info())?;
+            p
+        }
+        Err(e) => return write_json(output, FAILED, &e),
+    };
+    output.flush()?;
+    loop {
+        let mut head = [0u8; 24];
+        match input.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let dims: [u64; 3] =
+            std::array::from_fn(|i| u64::from_le_bytes(head[8 * i..8 * i + 8].try_into().unwrap()));
+        let total = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).filter(|&t| t <= MAX_VALUES);
+        let Some(total) = total else {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("request of {dims:?} values")));
+        };
+        let values = read_f32s(input, total as usize)?;
+        match plugin.denoise_raw(&values, dims.map(|d| d as i64)) {
+            Ok(out) => {
+                output.write_all(&[OK])?;
+                write_f32s(output, &out)?;
+            }
+            Err(e) => write_json(output, FAILED, &e)?,
+        }
+        output.flush()?;
+    }
+}
+
+/// [`serve`] on this process's stdin and stdout. The protocol keeps a private copy of stdout and fd 1
+/// becomes stderr, so that what the plugin prints cannot corrupt the replies.
+pub fn serve_stdio(path: &Path, config: Option<&str>) -> io::Result<()> {
+    let mut input = BufReader::new(io::stdin().lock());
+    #[cfg(unix)]
+    {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain fd calls; the duplicate is owned by the File below and by nothing else.
+        let proto = unsafe { libc::dup(1) };
+        if proto < 0 || unsafe { libc::dup2(2, 1) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut output = BufWriter::new(unsafe { std::fs::File::from_raw_fd(proto) });
+        serve(path, config, &mut input, &mut output)
+    }
+    #[cfg(not(unix))]
+    serve(path, config, &mut input, &mut BufWriter::new(io::stdout().lock()))
+}
+
+fn write_json(out: &mut impl Write, tag: u8, value: &impl Serialize) -> io::Result<()> {
+    let bytes = serde_json::to_vec(value)?;
+    out.write_all(&[tag])?;
+    out.write_all(&(bytes.len() as u32).to_le_bytes())?;
+    out.write_all(&bytes)?;
+    out.flush()
+}
+
+fn read_json<T: DeserializeOwned>(r: &mut impl Read) -> io::Result<T> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize];
+    r.read_exact(&mut bytes)?;
+    serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// A reply: `ok` reads the payload after tag 0; tag 1 carries a [`DenoiseError`].
+fn read_reply<R: Read, T>(
+    r: &mut R,
+    ok: impl FnOnce(&mut R) -> io::Result<T>,
+) -> io::Result<Result<T, DenoiseError>> {
+    let mut tag = [0u8; 1];
+    r.read_exact(&mut tag)?;
+    match tag[0] {
+        OK => ok(r).map(Ok),
+        FAILED => read_json::<DenoiseError>(r).map(Err),
+        t => Err(io::Error::new(io::ErrorKind::InvalidData, format!("reply tag {t}"))),
+    }
+}
+
+fn write_f32s(out: &mut impl Write, values: &[f32]) -> io::Result<()> {
+    let mut bytes = Vec::with_capacity(values.len() * 4);
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    out.write_all(&bytes)
+}
+
+fn read_f32s(r: &mut impl Read, count: usize) -> io::Result<Vec<f32>> {
+    let mut bytes = vec![0u8; count * 4];
+    r.read_exact(&mut bytes)?;
+    Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
+}
