@@ -89,6 +89,12 @@ fn fixture_model() -> Scorer {
     Scorer::load(&common::fixture("quality/a_unit_seq"), Placement::default()).unwrap()
 }
 
+/// `specs` benchmarked with the fixture model on the simulated set.
+fn run_specs(specs: &[String], host: &PluginHost, o: &BenchOptions) -> bench::BenchRun {
+    let data = Dataset::open(&sim_set()).unwrap();
+    bench::run(&fixture_model(), &data, denoise::load_all(specs, Device::Cpu, host), o, Device::Cpu).unwrap()
+}
+
 fn opts() -> BenchOptions {
     BenchOptions { bootstrap: 200, ..BenchOptions::default() }
 }
@@ -288,14 +294,7 @@ fn crashing_plugins_are_errors_in_a_worker_and_the_others_go_on() {
     }
     assert_eq!(by(&names[4]).scores, by("input").scores, "a copying plugin that prints scores as the input");
     // The survivors score as they do in this process.
-    let reference = bench::run(
-        &fixture_model(),
-        &data,
-        denoise::load_all(&[specs[5].clone()], Device::Cpu, &in_process),
-        &o,
-        Device::Cpu,
-    )
-    .unwrap();
+    let reference = run_specs(&specs[5..6], &in_process, &o);
     assert_eq!(
         by("gaussian").scores,
         reference.methods.iter().find(|m| m.name == "gaussian").unwrap().scores
@@ -488,7 +487,6 @@ fn psnr_and_ssim_known_values() {
 /// the benchmark's direction without a trained model.
 #[test]
 fn smoothing_raises_psnr_and_ssim_and_noise_lowers_them() {
-    let data = Dataset::open(&sim_set()).unwrap();
     let specs = vec![
         "gaussian:{\"sigma\":0.8}".to_string(),
         "median".into(),
@@ -496,14 +494,7 @@ fn smoothing_raises_psnr_and_ssim_and_noise_lowers_them() {
         spec(&plugin("add_noise"), Some(r#"{"sigma":0.05,"seed":3}"#)),
     ];
     let o = opts();
-    let run = bench::run(
-        &fixture_model(),
-        &data,
-        denoise::load_all(&specs, Device::Cpu, &PluginHost::InProcess),
-        &o,
-        Device::Cpu,
-    )
-    .unwrap();
+    let run = run_specs(&specs, &PluginHost::InProcess, &o);
     let summary = bench::summarize(&run, &o);
     assert_eq!(summary.with_reference, 12);
     let by = |name: &str| summary.methods.iter().find(|m| m.name == name).unwrap();
@@ -631,17 +622,9 @@ fn torchscript_denoisers_run_and_wrong_shapes_are_errors() {
     assert!(e.to_string().contains("junk.pt"), "{e}");
 
     // In a benchmark.
-    let data = Dataset::open(&sim_set()).unwrap();
     let specs = vec![spec(&scripted, None), spec(&bad, None)];
     let o = BenchOptions { limit: Some(4), ..opts() };
-    let run = bench::run(
-        &fixture_model(),
-        &data,
-        denoise::load_all(&specs, Device::Cpu, &PluginHost::InProcess),
-        &o,
-        Device::Cpu,
-    )
-    .unwrap();
+    let run = run_specs(&specs, &PluginHost::InProcess, &o);
     assert!(run.methods.iter().find(|m| m.name == "cnn").unwrap().ok());
     assert_eq!(
         run.methods.iter().find(|m| m.name == "crop").unwrap().error.as_ref().unwrap().kind,

@@ -198,6 +198,19 @@ fn check_batch(images: &Tensor, n: usize) -> FfiResult<()> {
     Ok(())
 }
 
+/// The model and a checked view of the `n` images: the first steps of every scoring call.
+unsafe fn model_and_images<'a>(
+    model: *mut ldctq_model,
+    images: *const DLTensor,
+    n: usize,
+) -> FfiResult<(&'a ldctq_model, Tensor)> {
+    let model = non_null(model, "model")?;
+    non_null(images, "images")?;
+    let x = tensor_view(images, "images", false)?;
+    check_batch(&x, n)?;
+    Ok((model, x))
+}
+
 /// Shared body of `ldctq_score` / `ldctq_score_dlpack`.
 unsafe fn score(
     model: *mut ldctq_model,
@@ -205,11 +218,8 @@ unsafe fn score(
     n: usize,
     scores_out: *mut f64,
 ) -> FfiResult<()> {
-    let model = non_null(model, "model")?;
-    non_null(images, "images")?;
     non_null(scores_out, "scores_out")?;
-    let x = tensor_view(images, "images", false)?;
-    check_batch(&x, n)?;
+    let (model, x) = model_and_images(model, images, n)?;
     let scores = {
         let m = model.lock();
         tch::no_grad(|| m.score(&x))?
@@ -228,11 +238,8 @@ unsafe fn score_grad(
     scores_out: *mut f64,
     grad_out: *mut DLTensor,
 ) -> FfiResult<()> {
-    let model = non_null(model, "model")?;
-    non_null(images, "images")?;
     non_null(grad_out, "grad_out")?;
-    let x = tensor_view(images, "images", false)?;
-    check_batch(&x, n)?;
+    let (model, x) = model_and_images(model, images, n)?;
     let mut out = tensor_view(grad_out, "grad_out", true)?;
     if out.size() != x.size() {
         return Err(FfiError::shape(format!("grad_out has shape {:?}, images {:?}", out.size(), x.size())));

@@ -1,6 +1,6 @@
 //! `ldctq init`: a fresh, untrained model folder on a SigLIP backbone.
 use ldctq::heads::LocalMode;
-use ldctq::model::{backbone_ref, InputKind, QualityConfig, QualityModel, Widths};
+use ldctq::model::{backbone_ref, InputKind, QualityConfig, QualityModel};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -23,13 +23,8 @@ pub struct Args {
     /// Prompt (default: the paper's clinical prompt).
     #[arg(long)]
     prompt: Option<String>,
-    /// Hidden widths of the FiLM generator, branch heads and fusion MLP.
-    #[arg(long, default_value_t = Widths::default().film_hidden)]
-    film_hidden: i64,
-    #[arg(long, default_value_t = Widths::default().head_hidden)]
-    head_hidden: i64,
-    #[arg(long, default_value_t = Widths::default().fusion_hidden)]
-    fusion_hidden: i64,
+    #[command(flatten)]
+    widths: super::WidthArgs,
     /// Local pooling: sequence (the paper's) or grid (2x2 quadrants).
     #[arg(long, default_value = "sequence")]
     local_mode: LocalMode,
@@ -50,11 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         config.prompt = p;
     }
     config.local_mode = args.local_mode;
-    let widths = Widths {
-        film_hidden: args.film_hidden,
-        head_hidden: args.head_hidden,
-        fusion_hidden: args.fusion_hidden,
-    };
+    let widths = args.widths.widths();
     // The backbone reference is relative to the model folder: open it from there.
     let mut open_cfg = config.clone();
     open_cfg.backbone = ldctq::model::resolve_backbone(&config.backbone, Some(&args.out));

@@ -8,6 +8,7 @@ mod simulate;
 mod train;
 
 use clap::{Parser, Subcommand};
+use ldctq::model::Widths;
 
 /// A differentiable, no-reference quality criterion for low-dose CT (MedSigLIP + prompt FiLM).
 #[derive(Parser, Debug)]
@@ -70,6 +71,30 @@ impl Runtime {
             device: ldctq::device::parse_device(&self.device)?,
             kind: ldctq::device::parse_kind(&self.dtype)?,
         })
+    }
+}
+
+/// Hidden widths of a new model's FiLM generator, branch heads and fusion MLP (`init`, `train`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct WidthArgs {
+    /// Hidden width of the FiLM generator.
+    #[arg(long, default_value_t = Widths::default().film_hidden)]
+    film_hidden: i64,
+    /// Hidden width of each branch head.
+    #[arg(long, default_value_t = Widths::default().head_hidden)]
+    head_hidden: i64,
+    /// Hidden width of the fusion MLP.
+    #[arg(long, default_value_t = Widths::default().fusion_hidden)]
+    fusion_hidden: i64,
+}
+
+impl WidthArgs {
+    pub fn widths(&self) -> Widths {
+        Widths {
+            film_hidden: self.film_hidden,
+            head_hidden: self.head_hidden,
+            fusion_hidden: self.fusion_hidden,
+        }
     }
 }
 

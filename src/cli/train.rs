@@ -2,7 +2,7 @@
 use super::Runtime;
 use indicatif::{ProgressBar, ProgressStyle};
 use ldctq::data::Dataset;
-use ldctq::model::{backbone_ref, resolve_backbone, InputKind, QualityConfig, Widths};
+use ldctq::model::{backbone_ref, resolve_backbone, InputKind, QualityConfig};
 use ldctq::train::{Augment, Cache, Event, TrainConfig, Trainer, VisionTraining};
 use std::path::PathBuf;
 
@@ -57,12 +57,8 @@ pub struct Args {
     /// Model input size (default: the backbone's).
     #[arg(long)]
     image_size: Option<i64>,
-    #[arg(long, default_value_t = Widths::default().film_hidden)]
-    film_hidden: i64,
-    #[arg(long, default_value_t = Widths::default().head_hidden)]
-    head_hidden: i64,
-    #[arg(long, default_value_t = Widths::default().fusion_hidden)]
-    fusion_hidden: i64,
+    #[command(flatten)]
+    widths: super::WidthArgs,
     #[command(flatten)]
     runtime: Runtime,
 }
@@ -97,11 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // The model folder stores the backbone relative to itself; the trainer opens it from here.
     let stored_backbone = base.backbone.clone();
     base.backbone = resolve_backbone(&base.backbone, Some(&args.out));
-    let widths = Widths {
-        film_hidden: args.film_hidden,
-        head_hidden: args.head_hidden,
-        fusion_hidden: args.fusion_hidden,
-    };
+    let widths = args.widths.widths();
     let trainer =
         Trainer { base, widths, config, at: args.runtime.placement()?, out: args.out.clone(), cache: &cache };
     let bar = ProgressBar::new(0).with_style(
