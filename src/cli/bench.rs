@@ -30,7 +30,8 @@ pub struct Args {
     /// Images per batch.
     #[arg(long, default_value_t = 8)]
     batch: usize,
-    /// HU window CENTER,WIDTH of PSNR and SSIM (default: the LDCTIQA window, i.e. the [0, 1] images).
+    /// HU window CENTER,WIDTH of PSNR and SSIM, or a name: abdomen (50,400), chest (-600,1500), neuro
+    /// (40,80), ldctiqa (-300,1400; the default: the [0, 1] images as they are).
     #[arg(long, value_parser = super::parse_window, default_value = "-300,1400")]
     window: (f64, f64),
     /// Bootstrap replicates per interval.

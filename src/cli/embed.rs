@@ -28,7 +28,8 @@ pub struct Args {
     /// How to read values of files without a known space (npy, integer TIFF): unit or hu.
     #[arg(long)]
     input: Option<String>,
-    /// HU window "CENTER,WIDTH" (default: the DICOM's window tags, else -300,1400).
+    /// HU window "CENTER,WIDTH" or a name (ldctiqa, abdomen, chest, neuro); default: the DICOM's
+    /// window tags, else -300,1400.
     #[arg(long, value_parser = super::parse_window, allow_hyphen_values = true)]
     window: Option<(f64, f64)>,
     #[command(flatten)]

@@ -17,7 +17,8 @@ pub struct Args {
     /// Input space of the images the model will score: unit ([0,1]) or hu.
     #[arg(long, default_value = "unit")]
     input: InputKind,
-    /// HU window "CENTER,WIDTH": applied to HU input, or recording how [0,1] images were made.
+    /// HU window "CENTER,WIDTH" or a name (ldctiqa, abdomen, chest, neuro): applied to HU input, or
+    /// recording how [0,1] images were made.
     #[arg(long, value_parser = super::parse_window, allow_hyphen_values = true)]
     window: Option<(f64, f64)>,
     /// Prompt (default: the paper's clinical prompt).

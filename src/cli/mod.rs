@@ -98,14 +98,46 @@ impl WidthArgs {
     }
 }
 
-/// Parses "CENTER,WIDTH" of an HU window.
+/// Named HU windows (center, width): LDCTIQA2023's mapping and ldct-benchmark's per-anatomy windows.
+pub const NAMED_WINDOWS: [(&str, (f64, f64)); 4] = [
+    ("ldctiqa", (-300.0, 1400.0)),
+    ("abdomen", (50.0, 400.0)),
+    ("chest", (-600.0, 1500.0)),
+    ("neuro", (40.0, 80.0)),
+];
+
+/// Parses an HU window: "CENTER,WIDTH" or a name of [`NAMED_WINDOWS`].
 pub fn parse_window(s: &str) -> Result<(f64, f64), String> {
+    if let Some((_, w)) = NAMED_WINDOWS.iter().find(|(name, _)| name.eq_ignore_ascii_case(s.trim())) {
+        return Ok(*w);
+    }
+    let names = NAMED_WINDOWS.map(|(n, _)| n).join(", ");
     let parts: Vec<&str> = s.split(',').collect();
     match parts.as_slice() {
         [c, w] => match (c.trim().parse(), w.trim().parse()) {
-            (Ok(c), Ok(w)) if w > 0.0 => Ok((c, w)),
-            _ => Err(format!("window {s:?}: expected CENTER,WIDTH with WIDTH > 0")),
+            (Ok(c), Ok(w)) if w > 0.0 && f64::is_finite(c) && f64::is_finite(w) => Ok((c, w)),
+            _ => Err(format!("window {s:?}: expected CENTER,WIDTH with finite values and WIDTH > 0")),
         },
-        _ => Err(format!("window {s:?}: expected CENTER,WIDTH")),
+        _ => Err(format!("window {s:?}: expected CENTER,WIDTH or one of {names}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_window;
+
+    #[test]
+    fn windows_by_numbers_and_by_name() {
+        assert_eq!(parse_window("-300,1400"), Ok((-300.0, 1400.0)));
+        assert_eq!(parse_window(" 40 , 400 "), Ok((40.0, 400.0)));
+        assert_eq!(parse_window("Abdomen"), Ok((50.0, 400.0)));
+        assert_eq!(parse_window("chest"), Ok((-600.0, 1500.0)));
+        assert_eq!(parse_window("neuro"), Ok((40.0, 80.0)));
+        assert_eq!(parse_window("ldctiqa"), Ok((-300.0, 1400.0)));
+        for bad in ["40,0", "40,-1", "nan,400", "40,inf", "40", "40,400,1", "lung", ""] {
+            let e = parse_window(bad).expect_err(bad);
+            assert!(e.contains("window"), "{bad}: {e}");
+        }
+        assert!(parse_window("lung").unwrap_err().contains("abdomen, chest, neuro"));
     }
 }

@@ -51,7 +51,8 @@ pub struct Args {
     /// Input space of the images: unit or hu.
     #[arg(long, default_value = "unit")]
     input: InputKind,
-    /// HU window "CENTER,WIDTH" (recorded for unit input; applied for hu input).
+    /// HU window "CENTER,WIDTH" or a name (ldctiqa, abdomen, chest, neuro): recorded for unit input,
+    /// applied to hu input.
     #[arg(long, value_parser = super::parse_window, allow_hyphen_values = true)]
     window: Option<(f64, f64)>,
     /// Model input size (default: the backbone's).
