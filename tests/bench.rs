@@ -65,7 +65,10 @@ fn plugin(rel: &str) -> PathBuf {
 
 /// The two plugin hosts: this process, and a worker process per plugin state (`ldctq plugin-worker`).
 fn hosts() -> [PluginHost; 2] {
-    [PluginHost::InProcess, PluginHost::Isolated { worker: PathBuf::from(env!("CARGO_BIN_EXE_ldctq")) }]
+    [
+        PluginHost::InProcess,
+        PluginHost::Isolated { worker: PathBuf::from(env!("CARGO_BIN_EXE_ldctq")), timeout: None },
+    ]
 }
 
 /// A simulated set: 12 images of 96 x 96 at doses 0.25, 0.1, 0.05, with references and meta.json.
@@ -301,6 +304,23 @@ fn crashing_plugins_are_errors_in_a_worker_and_the_others_go_on() {
     );
     assert!(by("identity").ok());
 
+    // A plugin that hangs, in create or in a batch, is killed after the timeout.
+    let worker = PathBuf::from(env!("CARGO_BIN_EXE_ldctq"));
+    let timed = PluginHost::Isolated { worker, timeout: Some(std::time::Duration::from_secs(4)) };
+    let hangs = [crash(r#"{"how":"hang","after":1}"#), crash(r#"{"how":"hang","in":"create"}"#), crash("{}")];
+    let hangs = [&hangs[..2], &[crash(r#"{"how":"none"}"#)]].concat();
+    let run = run_specs(&hangs, &timed, &o);
+    let failed: Vec<_> =
+        run.methods.iter().filter_map(|m| Some((m.name.as_str(), m.error.as_ref()?))).collect();
+    println!("{failed:?}");
+    assert_eq!(failed.len(), 2);
+    for (_, e) in &failed {
+        assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+        assert!(e.message.contains("within the timeout of 4 s"), "{e}");
+    }
+    assert_eq!(run.methods.iter().find(|m| m.name == "crash").unwrap().failed_at, Some(4));
+    assert!(run.methods.iter().find(|m| m.name == "crash#2").unwrap().ok());
+
     // `ldctq bench` isolates plugins by default: a segfault is a reported failure (an error exit only
     // with --strict); with --in-process-plugins it takes the process down.
     let cli = |extra: &[&str]| {
@@ -324,6 +344,8 @@ fn crashing_plugins_are_errors_in_a_worker_and_the_others_go_on() {
     assert!(stdout.contains("FAILED") && stdout.contains("SIGSEGV"), "{stdout}");
     assert!(!stdout.contains("crash plugin:"), "the plugin's prints go to stderr: {stdout}");
     assert!(!cli(&["--strict"]).status.success());
+    let bad = cli(&["--plugin-timeout", "0"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--plugin-timeout 0"), "{bad:?}");
     let out = cli(&["--in-process-plugins"]);
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(11), "in process, the segfault is ldctq's: {:?}", out.status);

@@ -59,6 +59,10 @@ pub struct Args {
     /// each plugin runs in its own worker process, where a crash is reported like any other failure.
     #[arg(long)]
     in_process_plugins: bool,
+    /// Kill an isolated plugin that takes longer than this many seconds to load or to denoise one batch
+    /// (it is then reported as failed and the others go on). Default: no limit.
+    #[arg(long, value_name = "SECONDS")]
+    plugin_timeout: Option<f64>,
     #[command(flatten)]
     runtime: Runtime,
 }
@@ -90,11 +94,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let (model_sha256, model_files) = bench::hash_model(&args.model)?;
     let data_sha256 = bench::hash_dataset(&data, args.limit)?;
+    anyhow::ensure!(
+        !(args.in_process_plugins && args.plugin_timeout.is_some()),
+        "--plugin-timeout needs isolated plugins (drop --in-process-plugins)"
+    );
     let host = if args.in_process_plugins {
         denoise::PluginHost::InProcess
     } else {
         let worker = std::env::current_exe().context("locating the ldctq binary for plugin workers")?;
-        denoise::PluginHost::Isolated { worker }
+        let timeout = match args.plugin_timeout {
+            Some(s) if s.is_finite() && s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
+            Some(s) => anyhow::bail!("--plugin-timeout {s}: expected a number of seconds > 0"),
+            None => None,
+        };
+        denoise::PluginHost::Isolated { worker, timeout }
     };
     let candidates = denoise::load_all(&args.denoisers, placement.device, &host);
     let result = bench::run(&model, &data, candidates, &opts, placement.device)?;

@@ -11,6 +11,9 @@
 //! load error. Then, for each request (`n`, `h`, `w` as three u64, then `n*h*w` f32 values), a reply
 //! holding `n*h*w` f32 values or an error. A reply is a tag byte, 0 (ok) or 1 (error); JSON (the info
 //! and errors) follows as a u32 byte count and the bytes. The worker exits when its stdin closes.
+//!
+//! With a timeout, a worker that has not loaded the plugin, or answered a batch, in that time is
+//! killed and the plugin reported as [`ErrorKind::Timeout`].
 use super::plugin::host_batch;
 use super::{DenoiseError, Denoiser, DenoiserInfo, ErrorKind, PluginDenoiser};
 use serde::de::DeserializeOwned;
@@ -35,9 +38,52 @@ pub struct IsolatedPlugin {
     child: Child,
     /// `None` once closed (the worker then exits).
     requests: Option<BufWriter<ChildStdin>>,
-    replies: BufReader<ChildStdout>,
+    replies: Replies,
     info: DenoiserInfo,
     who: String,
+}
+
+/// The worker's stdout, read with an optional deadline per reply.
+struct Replies {
+    out: ChildStdout,
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+}
+
+impl Replies {
+    /// Starts the clock for the next reply.
+    fn arm(&mut self) {
+        self.deadline = self.timeout.map(|t| Instant::now() + t);
+    }
+}
+
+impl Read for Replies {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(unix)]
+        if let Some(deadline) = self.deadline {
+            use std::os::fd::AsRawFd;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                let mut fd = libc::pollfd { fd: self.out.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+                // SAFETY: one valid pollfd.
+                match unsafe { libc::poll(&mut fd, 1, ms) } {
+                    0 => continue, // the loop's check reports the timeout
+                    n if n > 0 => break,
+                    _ => {
+                        let e = io::Error::last_os_error();
+                        if e.kind() != io::ErrorKind::Interrupted {
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+        }
+        self.out.read(buf)
+    }
 }
 
 impl std::fmt::Debug for IsolatedPlugin {
@@ -49,8 +95,14 @@ impl std::fmt::Debug for IsolatedPlugin {
 impl IsolatedPlugin {
     /// Starts `worker` on the plugin at `path` with `config` (a JSON object; `{}` when `None`) and waits
     /// for it to load the plugin: load, ABI and `create` failures are the in-process host's errors, a
-    /// crash while loading is [`ErrorKind::Crashed`].
-    pub fn spawn(worker: &Path, path: &Path, config: Option<&str>) -> Result<Self, DenoiseError> {
+    /// crash while loading is [`ErrorKind::Crashed`]. With `timeout`, loading and each batch must
+    /// finish within it (on Unix).
+    pub fn spawn(
+        worker: &Path,
+        path: &Path,
+        config: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Self, DenoiseError> {
         let who = format!("plugin {}", path.display());
         let mut child = Command::new(worker)
             .arg(WORKER_COMMAND)
@@ -64,9 +116,11 @@ impl IsolatedPlugin {
                 DenoiseError::new(&who, ErrorKind::Load, format!("cannot start {}: {e}", worker.display()))
             })?;
         let requests = child.stdin.take().map(BufWriter::new);
-        let replies = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let out = child.stdout.take().expect("stdout is piped");
+        let replies = Replies { out, timeout, deadline: None };
         let info = DenoiserInfo::rust(""); // replaced by the worker's answer
         let mut this = Self { child, requests, replies, info, who };
+        this.replies.arm();
         match read_reply(&mut this.replies, read_json::<DenoiserInfo>) {
             Ok(Ok(info)) => {
                 this.who = info.label();
@@ -74,7 +128,7 @@ impl IsolatedPlugin {
                 Ok(this)
             }
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(this.died("while loading the plugin")),
+            Err(e) => Err(this.died(e, "while loading the plugin")),
         }
     }
 
@@ -90,12 +144,25 @@ impl IsolatedPlugin {
         }
         write_f32s(requests, input)?;
         requests.flush()?;
+        self.replies.arm();
         read_reply(&mut self.replies, |r| read_f32s(r, input.len()))
     }
 
-    /// The error for a worker that stopped answering: how its process ended.
-    fn died(&mut self, doing: &str) -> DenoiseError {
+    /// The error for a worker that stopped answering (`e`): timed out (then killed), or how it ended.
+    fn died(&mut self, e: io::Error, doing: &str) -> DenoiseError {
         self.requests = None;
+        if e.kind() == io::ErrorKind::TimedOut {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let secs = self.replies.timeout.unwrap_or_default().as_secs_f64();
+            return DenoiseError::new(
+                self.who.clone(),
+                ErrorKind::Timeout,
+                format!(
+                    "the plugin did not finish within the timeout of {secs} s {doing}; its worker was killed"
+                ),
+            );
+        }
         let how = match wait_or_kill(&mut self.child, Duration::from_secs(5)) {
             Ok(status) => describe(status),
             Err(e) => format!("stopped answering ({e})"),
@@ -120,7 +187,7 @@ impl Denoiser for IsolatedPlugin {
         match self.exchange(&input, [n, h, w]) {
             Ok(Ok(out)) => Ok(Tensor::from_slice(&out).view([n, 1, h, w]).to_device(images.device())),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(self.died(&format!("while denoising a batch of {n} x {h} x {w}"))),
+            Err(e) => Err(self.died(e, &format!("while denoising a batch of {n} x {h} x {w}"))),
         }
     }
 }

@@ -61,6 +61,8 @@ pub enum ErrorKind {
     Torch,
     /// An isolated plugin's worker process died (segfault, abort, exit).
     Crashed,
+    /// An isolated plugin did not load or denoise a batch within its timeout (its worker was killed).
+    Timeout,
 }
 
 /// A failure of one denoiser; the message names the denoiser (plugin path, module path or built-in).
@@ -295,8 +297,8 @@ impl DenoiserSpec {
             SpecKind::Builtin { name, config } => builtin::from_name(name, config.as_deref())?,
             SpecKind::Plugin { path, config } => match host {
                 PluginHost::InProcess => Box::new(PluginDenoiser::load(path, config.as_deref())?),
-                PluginHost::Isolated { worker } => {
-                    Box::new(IsolatedPlugin::spawn(worker, path, config.as_deref())?)
+                PluginHost::Isolated { worker, timeout } => {
+                    Box::new(IsolatedPlugin::spawn(worker, path, config.as_deref(), *timeout)?)
                 }
             },
             SpecKind::TorchScript { path } => Box::new(TorchScriptDenoiser::load(path, device)?),
@@ -325,8 +327,9 @@ pub enum PluginHost {
     #[default]
     InProcess,
     /// Each plugin state in a worker process started from `worker` (the `ldctq` binary; see
-    /// [`isolated`]): a crash is a [`DenoiseError`] of kind [`ErrorKind::Crashed`].
-    Isolated { worker: std::path::PathBuf },
+    /// [`isolated`]): a crash is a [`DenoiseError`] of kind [`ErrorKind::Crashed`]. With `timeout`,
+    /// loading and each batch must finish within it ([`ErrorKind::Timeout`]).
+    Isolated { worker: std::path::PathBuf, timeout: Option<std::time::Duration> },
 }
 
 /// A denoiser to benchmark under a report name, or the reason it could not be loaded.

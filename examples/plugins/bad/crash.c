@@ -1,6 +1,6 @@
 /*
- * A plugin that crashes, for the tests of the isolated plugin host: {"how": "segv" | "abort" | "exit"}
- * in {"in": "denoise" | "create"} (default denoise) after "after" good calls (default 0). Every call
+ * A plugin that crashes or hangs, for the tests of the isolated plugin host: {"how": "segv" | "abort" |
+ * "exit" | "hang"} in {"in": "denoise" | "create"} (default denoise) after "after" good calls (default 0). Every call
  * prints to stdout and stderr first, which must not disturb the host. {"how": "none"} copies its input.
  */
 #include <stdio.h>
@@ -24,6 +24,10 @@ static void crash(const char *how) {
     }
     if (strcmp(how, "abort") == 0) abort();
     if (strcmp(how, "exit") == 0) exit(3);
+    if (strcmp(how, "hang") == 0) {
+        volatile unsigned long spin = 0;
+        for (;;) spin++;
+    }
 }
 
 static int32_t create(const char *config, void **out, char *err, size_t err_len) {
