@@ -27,6 +27,7 @@ demo: build
 fixtures: setup
 	.venv/bin/python tests/fixtures/siglip/gen_siglip_fixtures.py
 	.venv/bin/python tests/fixtures/metrics/gen_metrics_fixtures.py
+	.venv/bin/python tests/fixtures/vif/gen_vif_fixtures.py
 
 # Side-by-side speed against transformers on the MedSigLIP-448 shape (minutes; not part of `make test`).
 bench: setup

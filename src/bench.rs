@@ -2,7 +2,7 @@
 //!
 //! For every image of a [`Dataset`]: the quality score of the low-dose input, of each denoiser's output
 //! and of the full-dose reference when the set has one (`reference/` beside `image/`), plus PSNR and SSIM
-//! against the reference in an HU window. [`run`] does the work ([`BenchRun`]), [`summarize`] the
+//! against the reference in an HU window and VIF on HU + 1024 (ldct-benchmark's three metrics). [`run`] does the work ([`BenchRun`]), [`summarize`] the
 //! statistics ([`Summary`]) and [`write_reports`] the files: `per_image.csv`, `summary.md`, `summary.csv`,
 //! `summary.json` and plots (`scores.png`/`.svg`, `score_vs_dose.png`/`.svg` when the set has a
 //! `meta.json` with doses, `score_vs_psnr.png`/`.svg` when it has references).
@@ -12,8 +12,8 @@
 //!
 //! Statistics, per method: mean score with a percentile-bootstrap 95% interval, the gain over the input
 //! (paired, with its own interval), the fraction of images improved, a two-sided Wilcoxon signed-rank
-//! test against the input and between every pair of methods (with Holm-adjusted p-values), PSNR and SSIM
-//! (mean and interval) and the Spearman correlation between the score and each of them. Every random draw
+//! test against the input and between every pair of methods (with Holm-adjusted p-values), PSNR, SSIM
+//! and VIF (mean and interval) and the Spearman correlation between the score and each of them. Every random draw
 //! derives from [`BenchOptions::seed`], so the same inputs give the same numbers.
 use crate::criterion::QualityCriterion;
 use crate::data::{Dataset, Sample};
@@ -105,6 +105,8 @@ pub struct MethodRun {
     pub scores: Vec<Option<f64>>,
     pub psnr: Vec<Option<f64>>,
     pub ssim: Vec<Option<f64>>,
+    /// VIF on HU + 1024 (as ldct-benchmark), for images of at least 41 x 41.
+    pub vif: Vec<Option<f64>>,
     /// Why the denoiser stopped (load, create or a batch): it has no statistics then.
     pub error: Option<DenoiseError>,
     /// Index of the first image of the batch that failed.
@@ -123,6 +125,7 @@ impl MethodRun {
             scores: vec![None; n],
             psnr: vec![None; n],
             ssim: vec![None; n],
+            vif: vec![None; n],
             error: None,
             failed_at: None,
             denoise_seconds: 0.0,
@@ -294,6 +297,77 @@ pub fn ssim(x: &Tensor, reference: &Tensor) -> Tensor {
     (num / den).mean_dim(&[1i64, 2, 3][..], false, Kind::Double)
 }
 
+/// The visual noise variance of VIF on HU + 1024 values (ldct-benchmark's, torchmetrics' default).
+pub const VIF_NOISE_VARIANCE: f64 = 2.0;
+
+/// `[0, 1]` LDCTIQA images as HU + 1024, clipped to [0, 2924] (air 0 to bone 1900 HU), the values
+/// ldct-benchmark computes VIF on.
+pub fn hu_plus_1024(x: &Tensor) -> Tensor {
+    let (c, w) = InputSpace::LDCTIQA_WINDOW;
+    (x.to_kind(Kind::Double) * w + (c - w / 2.0 + 1024.0)).clamp(0.0, 2924.0)
+}
+
+/// Smallest height and width [`vif`] takes: the coarsest scale needs 41 pixels.
+pub const VIF_MIN_SIZE: i64 = 41;
+
+/// Pixel-domain VIF (VIF-P, Sheikh and Bovik 2006) of `(N, 1, H, W)` images against references, per
+/// image: four scales with Gaussian windows of 17, 9, 5 and 3 pixels (sigma = size / 5); before each
+/// scale after the first, both images are filtered with that scale's window and decimated by 2; valid
+/// convolutions; visual noise variance `sigma_n_sq`. The same definition, masks included, as
+/// torchmetrics' `visual_information_fidelity`, which ldct-benchmark reports with `sigma_n_sq` 2 on
+/// HU + 1024 values. `None` when H or W is below [`VIF_MIN_SIZE`]. Computed in f64.
+pub fn vif(x: &Tensor, reference: &Tensor, sigma_n_sq: f64) -> Option<Tensor> {
+    let [n, _, h, w] = x.size()[..] else { return None };
+    if h < VIF_MIN_SIZE || w < VIF_MIN_SIZE {
+        return None;
+    }
+    let dev = x.device();
+    let opts = (Kind::Double, dev);
+    let eps = 1e-10;
+    let (mut d, mut r) = (x.to_kind(Kind::Double), reference.to_kind(Kind::Double).to_device(dev));
+    let (mut num, mut den) = (Tensor::zeros([n], opts), Tensor::zeros([n], opts));
+    for scale in 0..4 {
+        let k = (1i64 << (4 - scale)) + 1; // 17, 9, 5, 3
+        let sigma = k as f64 / 5.0;
+        let taps: Vec<f64> = (0..k).map(|i| (i as f64 - (k - 1) as f64 / 2.0).powi(2)).collect();
+        let t = Tensor::from_slice(&taps).to_device(dev);
+        let win = (-(t.view([k, 1]) + t.view([1, k])) / (2.0 * sigma * sigma)).exp();
+        let win = (&win / win.sum(Kind::Double)).view([1, 1, k, k]);
+        let filter = |t: &Tensor| t.conv2d(&win, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
+        if scale > 0 {
+            r = filter(&r).slice(2, 0, None, 2).slice(3, 0, None, 2);
+            d = filter(&d).slice(2, 0, None, 2).slice(3, 0, None, 2);
+        }
+        let stats = filter(&Tensor::cat(&[&r, &d, &(&r * &r), &(&d * &d), &(&r * &d)], 0)); // (5N, 1, h', w')
+        let p = stats.split(n, 0);
+        let (mu_r, mu_d) = (&p[0], &p[1]);
+        let mut var_r = (&p[2] - mu_r * mu_r).clamp_min(0.0);
+        let var_d = (&p[3] - mu_d * mu_d).clamp_min(0.0);
+        let cov = &p[4] - mu_r * mu_d;
+        let zero = var_r.zeros_like();
+        // Gain g and distortion variance var_v of the model d = g r + v, with the degenerate cases:
+        // flat reference (no information to lose), flat distortion, negative gain.
+        let mut g = &cov / (&var_r + eps);
+        let mut var_v = &var_d - &g * &cov;
+        let flat_r = var_r.lt(eps);
+        g = zero.where_self(&flat_r, &g);
+        var_v = var_d.where_self(&flat_r, &var_v);
+        var_r = zero.where_self(&flat_r, &var_r);
+        let flat_d = var_d.lt(eps);
+        g = zero.where_self(&flat_d, &g);
+        var_v = zero.where_self(&flat_d, &var_v);
+        let negative = g.lt(0.0);
+        var_v = var_d.where_self(&negative, &var_v);
+        g = zero.where_self(&negative, &g);
+        let var_v = var_v.clamp_min(eps);
+        let dims = &[1i64, 2, 3][..];
+        let kept = (&g * &g * &var_r / (var_v + sigma_n_sq) + 1.0).log10();
+        num += kept.sum_dim_intlist(dims, false, Kind::Double);
+        den += (&var_r / sigma_n_sq + 1.0).log10().sum_dim_intlist(dims, false, Kind::Double);
+    }
+    Some(num / den)
+}
+
 fn to_vec(t: &Tensor) -> Result<Vec<f64>> {
     Ok(Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(Device::Cpu).contiguous().view(-1))?)
 }
@@ -417,6 +491,7 @@ pub fn run(
         let ref_sel =
             Tensor::from_slice(&ref_idx.iter().map(|&j| j as i64).collect::<Vec<_>>()).to_device(device);
         let ref_windowed = ref_t.as_ref().map(|r| apply_window(r, opts.window));
+        let ref_hu = ref_t.as_ref().map(hu_plus_1024);
         timing.load_seconds += t.elapsed().as_secs_f64();
 
         // Scores and full-reference metrics of one batch of images (of the method `m`).
@@ -429,11 +504,18 @@ pub fn run(
             }
             if let Some(r) = &ref_windowed {
                 let t = Instant::now();
-                let y = apply_window(&y.index_select(0, &ref_sel), opts.window);
+                let y_sel = y.index_select(0, &ref_sel);
+                let y = apply_window(&y_sel, opts.window);
                 let (p, q) = (to_vec(&psnr(&y, r))?, to_vec(&ssim(&y, r))?);
+                let v = match ref_hu.as_ref().and_then(|r| vif(&hu_plus_1024(&y_sel), r, VIF_NOISE_VARIANCE))
+                {
+                    Some(v) => to_vec(&v)?.into_iter().map(|x| x.is_finite().then_some(x)).collect(),
+                    None => vec![None; p.len()],
+                };
                 for (k, &j) in ref_idx.iter().enumerate() {
                     m.psnr[i0 + j] = Some(p[k]);
                     m.ssim[i0 + j] = Some(q[k]);
+                    m.vif[i0 + j] = v[k];
                 }
                 timing.metrics_seconds += t.elapsed().as_secs_f64();
             }
@@ -573,9 +655,13 @@ pub struct MethodSummary {
     /// Mean PSNR / SSIM minus the input's, over the same images.
     pub psnr_gain: Option<f64>,
     pub ssim_gain: Option<f64>,
-    /// Spearman correlation across images between the score and PSNR / SSIM.
+    /// VIF (HU + 1024, as ldct-benchmark) and its gain over the input.
+    pub vif: Option<Estimate>,
+    pub vif_gain: Option<f64>,
+    /// Spearman correlation across images between the score and PSNR / SSIM / VIF.
     pub srocc_score_psnr: Option<f64>,
     pub srocc_score_ssim: Option<f64>,
+    pub srocc_score_vif: Option<f64>,
     pub denoise_seconds: f64,
 }
 
@@ -613,6 +699,7 @@ pub struct Summary {
     /// reference (input and denoisers).
     pub pooled_srocc_score_psnr: Option<f64>,
     pub pooled_srocc_score_ssim: Option<f64>,
+    pub pooled_srocc_score_vif: Option<f64>,
     /// Spearman correlation between the input's score and the data set's labels.
     pub srocc_input_label: Option<f64>,
     pub window: (f64, f64),
@@ -654,8 +741,11 @@ pub fn summarize(run: &BenchRun, opts: &BenchOptions) -> Summary {
             ssim: None,
             psnr_gain: None,
             ssim_gain: None,
+            vif: None,
+            vif_gain: None,
             srocc_score_psnr: None,
             srocc_score_ssim: None,
+            srocc_score_vif: None,
             denoise_seconds: m.denoise_seconds,
         };
         if m.ok() && !scores.is_empty() {
@@ -679,6 +769,7 @@ pub fn summarize(run: &BenchRun, opts: &BenchOptions) -> Summary {
                 let (p, q) = (values(&m.psnr), values(&m.ssim));
                 s.psnr = estimate(&p, opts, stream + 2);
                 s.ssim = estimate(&q, opts, stream + 3);
+                s.vif = estimate(&values(&m.vif), opts, stream + 4);
                 if m.kind != MethodKind::Input {
                     let gain = |a: &[Option<f64>], b: &[Option<f64>]| {
                         let (x, y) = paired(a, b);
@@ -686,11 +777,14 @@ pub fn summarize(run: &BenchRun, opts: &BenchOptions) -> Summary {
                     };
                     s.psnr_gain = gain(&m.psnr, &input.psnr);
                     s.ssim_gain = gain(&m.ssim, &input.ssim);
+                    s.vif_gain = gain(&m.vif, &input.vif);
                 }
                 let (sc, p) = paired(&m.scores, &m.psnr);
                 s.srocc_score_psnr = metrics::srocc(&sc, &p).ok();
                 let (sc, q) = paired(&m.scores, &m.ssim);
                 s.srocc_score_ssim = metrics::srocc(&sc, &q).ok();
+                let (sc, v) = paired(&m.scores, &m.vif);
+                s.srocc_score_vif = metrics::srocc(&sc, &v).ok();
             }
         }
         methods.push(s);
@@ -732,15 +826,15 @@ pub fn summarize(run: &BenchRun, opts: &BenchOptions) -> Summary {
         })
         .collect();
     // Pooled correlations.
-    let (mut sc, mut ps, mut sc2, mut ss) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for m in ok.iter().filter(|m| m.kind != MethodKind::Reference) {
-        let (a, b) = paired(&m.scores, &m.psnr);
-        sc.extend(a);
-        ps.extend(b);
-        let (a, b) = paired(&m.scores, &m.ssim);
-        sc2.extend(a);
-        ss.extend(b);
-    }
+    let pooled = |metric: fn(&MethodRun) -> &[Option<f64>]| {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for m in ok.iter().filter(|m| m.kind != MethodKind::Reference) {
+            let (x, y) = paired(&m.scores, metric(m));
+            a.extend(x);
+            b.extend(y);
+        }
+        metrics::srocc(&a, &b).ok()
+    };
     let labels: Vec<Option<f64>> = run.images.iter().map(|r| Some(r.label)).collect();
     let (li, ll) = paired(&input.scores, &labels);
     Summary {
@@ -749,8 +843,9 @@ pub fn summarize(run: &BenchRun, opts: &BenchOptions) -> Summary {
         methods,
         pairwise,
         by_dose,
-        pooled_srocc_score_psnr: metrics::srocc(&sc, &ps).ok(),
-        pooled_srocc_score_ssim: metrics::srocc(&sc2, &ss).ok(),
+        pooled_srocc_score_psnr: pooled(|m| &m.psnr),
+        pooled_srocc_score_ssim: pooled(|m| &m.ssim),
+        pooled_srocc_score_vif: pooled(|m| &m.vif),
         srocc_input_label: metrics::srocc(&li, &ll).ok(),
         window: run.window,
         bootstrap: opts.bootstrap,
@@ -894,8 +989,8 @@ fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-/// `per_image.csv`: one row per image; `score_<method>` for every method, `psnr_<method>` and
-/// `ssim_<method>` when the set has references. Failed methods are left out.
+/// `per_image.csv`: one row per image; `score_<method>` for every method, `psnr_<method>`,
+/// `ssim_<method>` and `vif_<method>` when the set has references. Failed methods are left out.
 pub fn per_image_csv(run: &BenchRun) -> String {
     let ok: Vec<&MethodRun> = run.methods.iter().filter(|m| m.ok()).collect();
     let refs = run.images.iter().any(|r| r.has_reference);
@@ -905,7 +1000,7 @@ pub fn per_image_csv(run: &BenchRun) -> String {
     }
     if refs {
         for m in ok.iter().filter(|m| m.kind != MethodKind::Reference) {
-            out.push_str(&format!(",psnr_{0},ssim_{0}", csv_field(&m.name)));
+            out.push_str(&format!(",psnr_{0},ssim_{0},vif_{0}", csv_field(&m.name)));
         }
     }
     out.push('\n');
@@ -923,7 +1018,7 @@ pub fn per_image_csv(run: &BenchRun) -> String {
         }
         if refs {
             for m in ok.iter().filter(|m| m.kind != MethodKind::Reference) {
-                out.push_str(&format!(",{},{}", opt(m.psnr[i], 4), opt(m.ssim[i], 6)));
+                out.push_str(&format!(",{},{},{}", opt(m.psnr[i], 4), opt(m.ssim[i], 6), opt(m.vif[i], 6)));
             }
         }
         out.push('\n');
@@ -936,7 +1031,7 @@ pub fn summary_csv(summary: &Summary) -> String {
     let mut out = String::from(
         "method,kind,status,n,mean_score,score_ci_lo,score_ci_hi,score_std,gain,gain_ci_lo,gain_ci_hi,improved,worsened,\
          wilcoxon_stat,wilcoxon_p,psnr,psnr_ci_lo,psnr_ci_hi,ssim,ssim_ci_lo,ssim_ci_hi,psnr_gain,ssim_gain,\
-         srocc_score_psnr,srocc_score_ssim,error\n",
+         srocc_score_psnr,srocc_score_ssim,vif,vif_ci_lo,vif_ci_hi,vif_gain,srocc_score_vif,error\n",
     );
     let est = |e: &Option<Estimate>, d: usize| {
         let (lo, hi) = e.as_ref().and_then(|e| e.ci).map_or((None, None), |(a, b)| (Some(a), Some(b)));
@@ -946,7 +1041,7 @@ pub fn summary_csv(summary: &Summary) -> String {
         let kind =
             serde_json::to_value(m.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
         out.push_str(&format!(
-            "{},{kind},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{kind},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             csv_field(&m.name),
             m.status,
             m.n,
@@ -963,6 +1058,9 @@ pub fn summary_csv(summary: &Summary) -> String {
             opt(m.ssim_gain, 6),
             opt(m.srocc_score_psnr, 4),
             opt(m.srocc_score_ssim, 4),
+            est(&m.vif, 6),
+            opt(m.vif_gain, 6),
+            opt(m.srocc_score_vif, 4),
             csv_field(m.error.as_deref().unwrap_or("")),
         ));
     }
@@ -1003,7 +1101,7 @@ pub fn summary_markdown(run: &BenchRun, summary: &Summary, prov: &Provenance) ->
     ));
     s.push_str(&format!(
         "ldctq {}, tch {}, libtorch {}, device {} ({}); bootstrap {} replicates, seed {}; PSNR/SSIM in the HU \
-         window {}/{}.\n\n",
+         window {}/{}, VIF (sigma_n^2 = 2) on HU + 1024 as ldct-benchmark.\n\n",
         prov.ldctq_version,
         prov.tch_version,
         prov.libtorch_version,
@@ -1016,7 +1114,7 @@ pub fn summary_markdown(run: &BenchRun, summary: &Summary, prov: &Provenance) ->
     ));
     s.push_str(&format!(
         "Timing: {:.1} s for {} images, **{:.3} images/s** (whole benchmark, model loading excluded); \
-         scoring {:.1} s (**{:.1}%** of the time), denoising {:.1} s, PSNR/SSIM {:.1} s, reading {:.1} s.\n\n",
+         scoring {:.1} s (**{:.1}%** of the time), denoising {:.1} s, PSNR/SSIM/VIF {:.1} s, reading {:.1} s.\n\n",
         t.total_seconds,
         t.images,
         t.images_per_second,
@@ -1031,11 +1129,11 @@ pub fn summary_markdown(run: &BenchRun, summary: &Summary, prov: &Provenance) ->
         `improved` is the fraction of images scored above the input; p is the two-sided Wilcoxon \
         signed-rank test of the paired scores against the input.\n\n",
     );
-    s.push_str("| method | n | mean score | gain over input | improved | p vs input | PSNR (dB) | SSIM | SROCC score~PSNR | SROCC score~SSIM | denoise s |\n");
-    s.push_str("|---|---:|---|---|---:|---:|---|---|---:|---:|---:|\n");
+    s.push_str("| method | n | mean score | gain over input | improved | p vs input | PSNR (dB) | SSIM | VIF | SROCC score~PSNR | SROCC score~SSIM | SROCC score~VIF | denoise s |\n");
+    s.push_str("|---|---:|---|---|---:|---:|---|---|---|---:|---:|---:|---:|\n");
     for m in summary.methods.iter().filter(|m| m.status == "ok") {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             md_cell(&m.name),
             m.n,
             fmt_est(&m.score, 3),
@@ -1044,8 +1142,10 @@ pub fn summary_markdown(run: &BenchRun, summary: &Summary, prov: &Provenance) ->
             if m.kind == MethodKind::Input { "–".into() } else { fmt_p(&m.vs_input) },
             fmt_est(&m.psnr, 2),
             fmt_est(&m.ssim, 4),
+            fmt_est(&m.vif, 4),
             opt(m.srocc_score_psnr, 3),
             opt(m.srocc_score_ssim, 3),
+            opt(m.srocc_score_vif, 3),
             if m.kind == MethodKind::Denoiser { format!("{:.2}", m.denoise_seconds) } else { "–".into() },
         ));
     }
@@ -1064,15 +1164,16 @@ pub fn summary_markdown(run: &BenchRun, summary: &Summary, prov: &Provenance) ->
     }
     if summary.with_reference > 0 || summary.srocc_input_label.is_some() {
         s.push_str("\n## Agreement\n\n");
-        if let Some(r) = summary.pooled_srocc_score_psnr {
-            s.push_str(&format!(
-                "- SROCC between the no-reference score and PSNR over all (method, image) pairs: {r:.3}\n"
-            ));
-        }
-        if let Some(r) = summary.pooled_srocc_score_ssim {
-            s.push_str(&format!(
-                "- SROCC between the no-reference score and SSIM over all (method, image) pairs: {r:.3}\n"
-            ));
+        for (metric, r) in [
+            ("PSNR", summary.pooled_srocc_score_psnr),
+            ("SSIM", summary.pooled_srocc_score_ssim),
+            ("VIF", summary.pooled_srocc_score_vif),
+        ] {
+            if let Some(r) = r {
+                s.push_str(&format!(
+                    "- SROCC between the no-reference score and {metric} over all (method, image) pairs: {r:.3}\n"
+                ));
+            }
         }
         if let Some(r) = summary.srocc_input_label {
             s.push_str(&format!("- SROCC between the input's score and the data set's labels: {r:.3}\n"));

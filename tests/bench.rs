@@ -456,6 +456,27 @@ fn spec_parsing() {
     }
 }
 
+/// VIF against torchmetrics (`tests/fixtures/vif/gen_vif_fixtures.py`): noise, blur, identity, negative
+/// gain, flat patches, a flat image, at 48 x 64 and the minimal 41 x 41; smaller images have none.
+#[test]
+fn vif_matches_torchmetrics() {
+    let cases = Tensor::read_safetensors(common::fixture("vif/vif_cases.safetensors")).unwrap();
+    let get = |name: &str| cases.iter().find(|(n, _)| n == name).unwrap().1.shallow_clone();
+    for group in ["a", "b"] {
+        let (dist, reference) = (get(&format!("{group}_dist")), get(&format!("{group}_ref")));
+        let ours = Vec::<f64>::try_from(bench::vif(&dist, &reference, 2.0).unwrap()).unwrap();
+        let theirs = Vec::<f64>::try_from(get(&format!("{group}_vif"))).unwrap();
+        println!("{group}: ours {ours:?}\n   torchmetrics {theirs:?}");
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!((a - b).abs() < 1e-9, "{group}: {a} vs {b}");
+        }
+    }
+    let identical = get("a_ref");
+    let one = bench::vif(&identical, &identical, 2.0).unwrap().double_value(&[0]);
+    assert!((one - 1.0).abs() < 1e-9, "{one}");
+    assert!(bench::vif(&identical.narrow(2, 0, 40), &identical.narrow(2, 0, 40), 2.0).is_none());
+}
+
 #[test]
 fn psnr_and_ssim_known_values() {
     let x = random_images(2, 32, 40, 4);
@@ -522,13 +543,15 @@ fn smoothing_raises_psnr_and_ssim_and_noise_lowers_them() {
     let by = |name: &str| summary.methods.iter().find(|m| m.name == name).unwrap();
     for m in &summary.methods {
         println!(
-            "{:<12} score {:.3} psnr {:?} ssim {:?} psnr_gain {:?} ssim_gain {:?}",
+            "{:<12} score {:.3} psnr {:?} ssim {:?} vif {:?} psnr_gain {:?} ssim_gain {:?} vif_gain {:?}",
             m.name,
             m.score.as_ref().map_or(f64::NAN, |s| s.mean),
             m.psnr.as_ref().map(|e| e.mean),
             m.ssim.as_ref().map(|e| e.mean),
+            m.vif.as_ref().map(|e| e.mean),
             m.psnr_gain,
-            m.ssim_gain
+            m.ssim_gain,
+            m.vif_gain
         );
     }
     for smooth in ["gaussian", "median", "gaussian#2"] {
@@ -537,6 +560,14 @@ fn smoothing_raises_psnr_and_ssim_and_noise_lowers_them() {
     }
     assert!(by("add_noise").psnr_gain.unwrap() < -2.0, "noise: PSNR should fall");
     assert!(by("add_noise").ssim_gain.unwrap() < -0.1, "noise: SSIM should fall");
+    // VIF (on HU + 1024, every image of 96 x 96 has one): in (0, 1] here, and lowered by added noise.
+    assert!(run
+        .methods
+        .iter()
+        .filter(|m| m.kind != MethodKind::Reference)
+        .all(|m| m.vif.iter().all(|v| v.is_some_and(|v| v > 0.0 && v <= 1.0))));
+    assert!(by("add_noise").vif_gain.unwrap() < -0.05, "noise: VIF should fall");
+    assert!(summary.pooled_srocc_score_vif.is_some());
     // Per image too: smoothing raises PSNR on most images, added noise lowers it on every one.
     let input = &run.methods[0];
     let rises = |name: &str| {
@@ -709,6 +740,7 @@ fn bench_command_writes_reports_identity_equals_input_and_reruns_are_identical()
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("column {name}"));
     let (ci, cid) = (col("score_input"), col("score_identity"));
     assert!(header.contains(&"score_smooth") && header.contains(&"psnr_smooth") && header.contains(&"dose"));
+    assert!(header.contains(&"vif_smooth") && header.contains(&"vif_input"));
     assert!(!header.iter().any(|h| h.contains("fail")), "failed methods have no columns");
     let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 12);
