@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, run by `make demo`: simulate a held-out low-dose CT set (seed unseen in training),
-# score it with the shipped default model, and print the scores by dose with the challenge metrics.
+# score it with the shipped default model, print the scores by dose with the challenge metrics, and
+# benchmark a few denoisers (built-ins and a C plugin) by the score.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LDCTQ=${LDCTQ:-target/debug/ldctq}
@@ -25,3 +26,15 @@ echo "== 3. Scores by dose, and agreement with the simulated labels =="
 echo
 echo "== 4. A real CT slice (pydicom's CT_small.dcm, HU windowed as the model was trained) =="
 "$LDCTQ" score --model "$MODEL" .venv/lib/python3.*/site-packages/pydicom/data/test_files/CT_small.dcm
+
+echo
+echo "== 5. Benchmarking denoisers without looking at the references (then PSNR/SSIM/VIF against them) =="
+PLUGIN=()
+if command -v cc > /dev/null; then
+  cc -std=c99 -shared -fPIC -O2 -I include -I examples/plugins examples/plugins/gaussian.c \
+    -o "$OUT/libgaussian.so" -lm
+  PLUGIN=(--denoiser "c_gauss=$OUT/libgaussian.so:{\"sigma\":1.2}")
+fi
+"$LDCTQ" bench --model "$MODEL" --data "$OUT/sim" --out "$OUT/bench" --bootstrap 500 --window abdomen \
+  --denoiser identity --denoiser median --denoiser 'gaussian:{"sigma":0.8}' "${PLUGIN[@]}"
+echo "(reports and plots in $OUT/bench: summary.md, per_image.csv, scores.png, score_vs_dose.png, ...)"

@@ -311,7 +311,8 @@ pub fn hu_plus_1024(x: &Tensor) -> Tensor {
 pub const VIF_MIN_SIZE: i64 = 41;
 
 /// Pixel-domain VIF (VIF-P, Sheikh and Bovik 2006) of `(N, 1, H, W)` images against references, per
-/// image: four scales with Gaussian windows of 17, 9, 5 and 3 pixels (sigma = size / 5); before each
+/// image: four scales with Gaussian windows of 17, 9, 5 and 3 pixels (sigma = size / 5, applied as two
+/// 1-D passes); before each
 /// scale after the first, both images are filtered with that scale's window and decimated by 2; valid
 /// convolutions; visual noise variance `sigma_n_sq`. The same definition, masks included, as
 /// torchmetrics' `visual_information_fidelity`, which ldct-benchmark reports with `sigma_n_sq` 2 on
@@ -329,11 +330,23 @@ pub fn vif(x: &Tensor, reference: &Tensor, sigma_n_sq: f64) -> Option<Tensor> {
     for scale in 0..4 {
         let k = (1i64 << (4 - scale)) + 1; // 17, 9, 5, 3
         let sigma = k as f64 / 5.0;
-        let taps: Vec<f64> = (0..k).map(|i| (i as f64 - (k - 1) as f64 / 2.0).powi(2)).collect();
-        let t = Tensor::from_slice(&taps).to_device(dev);
-        let win = (-(t.view([k, 1]) + t.view([1, k])) / (2.0 * sigma * sigma)).exp();
-        let win = (&win / win.sum(Kind::Double)).view([1, 1, k, k]);
-        let filter = |t: &Tensor| t.conv2d(&win, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
+        // The normalised 2-D Gaussian is the outer product of the normalised 1-D one: two passes.
+        let taps: Vec<f64> = (0..k)
+            .map(|i| (-(i as f64 - (k - 1) as f64 / 2.0).powi(2) / (2.0 * sigma * sigma)).exp())
+            .collect();
+        let sum: f64 = taps.iter().sum();
+        let g = Tensor::from_slice(&taps.iter().map(|t| t / sum).collect::<Vec<_>>()).to_device(dev);
+        let (gx, gy) = (g.view([1, 1, 1, k]), g.view([1, 1, k, 1]));
+        let filter = |t: &Tensor| {
+            t.conv2d(&gx, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1).conv2d(
+                &gy,
+                None::<Tensor>,
+                [1, 1],
+                [0, 0],
+                [1, 1],
+                1,
+            )
+        };
         if scale > 0 {
             r = filter(&r).slice(2, 0, None, 2).slice(3, 0, None, 2);
             d = filter(&d).slice(2, 0, None, 2).slice(3, 0, None, 2);
