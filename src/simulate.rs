@@ -265,7 +265,7 @@ fn symmetric(h: i64, w: i64, views: i64) -> bool {
 /// `k * pi / views`: `(views, detector_bins(H, W))`, f32. Bin `j` is at `t = j - (bins - 1) / 2`
 /// pixels from the axis; the ray at angle `theta` and `t` runs along `(-sin, cos)` through
 /// `t * (cos, sin)`, with `x` along columns and `y` along rows from the image centre. Square images
-/// and an even number of views share each sampling grid among four views ([`symmetric_plan`]).
+/// and an even number of views share each sampling grid among four views (`symmetric_plan`).
 pub fn project(image: &Tensor, views: i64) -> Result<Tensor> {
     let (h, w) = dims2(image)?;
     if views < 1 {

@@ -1,6 +1,6 @@
 //! The SigLIP tokenizer: `tokenizer.json` through the `tokenizers` crate, with the padding and
 //! truncation that SigLIP was trained with (`padding="max_length", max_length=64, truncation=True`):
-//! ids = pieces[..63] + [`</s>`], right-padded with `</s>` (id 1) to 64. The normalizer (lowercase,
+//! ids = pieces[..63] + `[</s>]`, right-padded with `</s>` (id 1) to 64. The normalizer (lowercase,
 //! punctuation removal, whitespace collapsing) is the one in `tokenizer.json`, as in the HF fast tokenizer.
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};

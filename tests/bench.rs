@@ -351,6 +351,50 @@ fn crashing_plugins_are_errors_in_a_worker_and_the_others_go_on() {
     assert_eq!(out.status.signal(), Some(11), "in process, the segfault is ldctq's: {:?}", out.status);
 }
 
+/// The worker's protocol without a process: a request answered like the in-process call, a failing call
+/// answered with its error, EOF a clean end, an absurd request size an I/O error.
+#[test]
+fn plugin_worker_protocol() {
+    use denoise::isolated::serve;
+    let request = |dims: [u64; 3], values: &[f32]| {
+        let mut bytes: Vec<u8> = dims.iter().flat_map(|d| d.to_le_bytes()).collect();
+        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        bytes
+    };
+    let x: Vec<f32> = (0..2 * 5 * 7).map(|i| (i as f32 * 0.37).sin() * 0.5 + 0.5).collect();
+    let path = plugin("gaussian");
+    let mut input = request([2, 5, 7], &x);
+    input.extend(request([1, 2, 2], &[0.5, f32::NAN, 0.5, 0.5]));
+    let mut output = Vec::new();
+    serve(&path, Some(r#"{"sigma":1.3}"#), &mut input.as_slice(), &mut output).unwrap();
+    // Hello: tag 0, u32 length, the info as JSON.
+    assert_eq!(output[0], 0);
+    let len = u32::from_le_bytes(output[1..5].try_into().unwrap()) as usize;
+    let info: DenoiserInfo = serde_json::from_slice(&output[5..5 + len]).unwrap();
+    assert_eq!((info.name.as_str(), info.config.as_deref()), ("gaussian", Some(r#"{"sigma":1.3}"#)));
+    // First reply: tag 0 and the values of the in-process call, bit for bit.
+    let rest = &output[5 + len..];
+    assert_eq!(rest[0], 0);
+    let got: Vec<f32> =
+        rest[1..1 + 4 * x.len()].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let mut direct = denoise::PluginDenoiser::load(&path, Some(r#"{"sigma":1.3}"#)).unwrap();
+    assert_eq!(got, direct.denoise_raw(&x, [2, 5, 7]).unwrap());
+    // The gaussian plugin passes NaN through: the host's check, not the worker, reports it, so the
+    // second reply is data too; the stream then ends cleanly at EOF.
+    let second = &rest[1 + 4 * x.len()..];
+    assert_eq!((second[0], second.len()), (0, 1 + 16));
+    // A request of 2^40 x 2^40 values is refused before any allocation.
+    let mut out = Vec::new();
+    let e = serve(&path, None, &mut request([1 << 40, 1 << 40, 1], &[]).as_slice(), &mut out).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+    // A plugin that fails to load: the hello is its error.
+    let mut out = Vec::new();
+    serve(&plugin("bad/wrong_abi"), None, &mut [].as_slice(), &mut out).unwrap();
+    let len = u32::from_le_bytes(out[1..5].try_into().unwrap()) as usize;
+    let e: DenoiseError = serde_json::from_slice(&out[5..5 + len]).unwrap();
+    assert_eq!((out[0], e.kind), (1, ErrorKind::Abi));
+}
+
 #[test]
 fn builtins_match_the_c_plugins() {
     let x = random_images(3, 21, 26, 2);

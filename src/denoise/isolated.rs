@@ -170,9 +170,7 @@ impl IsolatedPlugin {
         DenoiseError::new(
             self.who.clone(),
             ErrorKind::Crashed,
-            format!(
-                "the plugin's worker process {how} {doing}; the plugin crashed (see its messages on stderr)"
-            ),
+            format!("the plugin's worker process {how} {doing} (see its messages on stderr)"),
         )
     }
 }
