@@ -82,5 +82,18 @@ fn losses_and_metrics(c: &mut Criterion) {
     c.bench_function("metrics/krocc_1000", |b| b.iter(|| ldctq::metrics::krocc(&pred, &label).unwrap()));
 }
 
-criterion_group!(benches, preprocess, vision_layer, score_and_grad, losses_and_metrics);
+/// The full-reference metrics of `ldctq bench`, 8 images of 256 x 256 against references (f64).
+fn full_reference(c: &mut Criterion) {
+    tch::manual_seed(3);
+    let r = Tensor::rand([8, 1, 256, 256], (Kind::Float, Device::Cpu));
+    let x = (&r + Tensor::randn([8, 1, 256, 256], (Kind::Float, Device::Cpu)) * 0.02).clamp(0.0, 1.0);
+    let (xh, rh) = (ldctq::bench::hu_plus_1024(&x), ldctq::bench::hu_plus_1024(&r));
+    let mut group = c.benchmark_group("full_reference_8x256");
+    group.bench_function("psnr", |b| b.iter(|| ldctq::bench::psnr(&x, &r)));
+    group.bench_function("ssim", |b| b.iter(|| ldctq::bench::ssim(&x, &r)));
+    group.bench_function("vif", |b| b.iter(|| ldctq::bench::vif(&xh, &rh, 2.0).unwrap()));
+    group.finish();
+}
+
+criterion_group!(benches, preprocess, vision_layer, score_and_grad, losses_and_metrics, full_reference);
 criterion_main!(benches);
