@@ -180,7 +180,9 @@ def main():
         guard = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"\naccuracy guard (bf16 vs f32, {args.guard_images} procedural CT slices): max |score diff| "
               f"{guard['max_score_diff']:.4f} (target <= 0.02), gradient cosines "
-              + ", ".join(f"{c:.4f}" for c in guard["gradient_cosines"]) + " (target >= 0.99)")
+              + ", ".join(f"{c:.4f}" for c in guard["gradient_cosines"]) + " (target >= 0.99); f32 with the "
+              "weights rounded to bf16 (the floor of any bf16-weight model): "
+              + ", ".join(f"{c:.4f}" for c in guard["weight_rounding_cosines"]))
     (args.work / "compare.json").write_text(json.dumps({"rows": rows, "guard": guard}, indent=1))
 
 

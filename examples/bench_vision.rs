@@ -4,7 +4,8 @@
 //!
 //! cargo run --release --example bench_vision -- MODEL_DIR f32|bf16 BATCH ITERS forward|grad [LAYERS_PER_SEGMENT]
 //! cargo run --release --example bench_vision -- MODEL_DIR guard N
-//!   (the accuracy guard: bf16 against f32 scores and input gradients on N fixed images)
+//!   (the accuracy guard: bf16 against f32 scores and input gradients on N fixed images, and the floor
+//!   of any bf16-weight model: f32 gradients with the weights rounded to bf16, against f32)
 use ldctq::criterion::QualityCriterion;
 use ldctq::model::QualityModel;
 use ldctq::siglip::Placement;
@@ -72,15 +73,20 @@ fn guard(dir: &str, n: u64) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let x = Tensor::stack(&slices, 0);
     let (s32, g32) = f32_model.score_and_grad(&x, None)?;
+    // The floor no bf16-weight implementation can pass: f32 arithmetic on weights rounded to bf16.
+    tch::no_grad(|| {
+        for (_, mut v) in f32_model.vision.vs.variables() {
+            v.copy_(&v.to_kind(Kind::BFloat16).to_kind(Kind::Float));
+        }
+    });
+    let (_, g32r) = f32_model.score_and_grad(&x, None)?;
     drop(f32_model);
     let bf16_model =
         QualityModel::load(dir.as_ref(), Placement { device: Device::Cpu, kind: Kind::BFloat16 })?;
     let (s16, g16) = bf16_model.score_and_grad(&x, None)?;
-    let cos = |i: i64| {
-        let (a, b) = (
-            g16.get(i).flatten(0, -1).to_kind(Kind::Double),
-            g32.get(i).flatten(0, -1).to_kind(Kind::Double),
-        );
+    let cos = |g: &Tensor, i: i64| {
+        let (a, b) =
+            (g.get(i).flatten(0, -1).to_kind(Kind::Double), g32.get(i).flatten(0, -1).to_kind(Kind::Double));
         (a.dot(&b) / (a.norm() * b.norm())).double_value(&[])
     };
     let diff = (&s16 - &s32).abs();
@@ -89,7 +95,8 @@ fn guard(dir: &str, n: u64) -> anyhow::Result<()> {
         serde_json::json!({"scores_f32": Vec::<f64>::try_from(s32.to_kind(Kind::Double))?,
                            "scores_bf16": Vec::<f64>::try_from(s16.to_kind(Kind::Double))?,
                            "max_score_diff": diff.max().double_value(&[]),
-                           "gradient_cosines": (0..n as i64).map(cos).collect::<Vec<_>>()})
+                           "gradient_cosines": (0..n as i64).map(|i| cos(&g16, i)).collect::<Vec<_>>(),
+                           "weight_rounding_cosines": (0..n as i64).map(|i| cos(&g32r, i)).collect::<Vec<_>>()})
     );
     Ok(())
 }
