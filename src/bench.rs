@@ -36,6 +36,9 @@ pub struct BenchOptions {
     /// HU window `(center, width)` of PSNR and SSIM; the default, the LDCTIQA window (-300, 1400), means
     /// the [0, 1] images as they are (clipped to [0, 1]).
     pub window: (f64, f64),
+    /// PSNR and SSIM of each image in the window of its anatomy (`meta.json`'s `anatomy`: one of
+    /// [`ANATOMY_WINDOWS`]), as ldct-benchmark; images without one use `window`.
+    pub anatomy_windows: bool,
     /// Bootstrap replicates of each interval.
     pub bootstrap: usize,
     /// Seed of the bootstraps (and of libtorch's generator, for TorchScript denoisers).
@@ -58,6 +61,7 @@ impl Default for BenchOptions {
         Self {
             batch: 8,
             window: InputSpace::LDCTIQA_WINDOW,
+            anatomy_windows: false,
             bootstrap: 2000,
             seed: 0,
             limit: None,
@@ -80,6 +84,8 @@ pub struct ImageRecord {
     pub dose: Option<f64>,
     /// Views from the set's `meta.json`, when present.
     pub views: Option<i64>,
+    /// Anatomy from the set's `meta.json` (e.g. chest, abdomen, neuro), when present.
+    pub anatomy: Option<String>,
     pub has_reference: bool,
 }
 
@@ -164,14 +170,25 @@ pub struct BenchRun {
     pub methods: Vec<MethodRun>,
     pub timing: Timing,
     pub window: (f64, f64),
+    pub anatomy_windows: bool,
 }
 
-/// `(dose, views)` of an image, each when known.
-pub type DoseViews = (Option<f64>, Option<i64>);
+/// ldct-benchmark's per-anatomy HU windows `(center, width)` of PSNR and SSIM (its chest, abdomen and
+/// neuro test patients).
+pub const ANATOMY_WINDOWS: [(&str, (f64, f64)); 3] =
+    [("abdomen", (50.0, 400.0)), ("chest", (-600.0, 1500.0)), ("neuro", (40.0, 80.0))];
 
-/// Dose and views per file name, from a `meta.json` (a list of `{"file", "dose", "views", ...}`, or an
-/// object keyed by file name).
-pub fn read_meta(root: &Path) -> Result<BTreeMap<String, DoseViews>> {
+/// What a `meta.json` says of an image, each part when known.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageMeta {
+    pub dose: Option<f64>,
+    pub views: Option<i64>,
+    pub anatomy: Option<String>,
+}
+
+/// Dose, views and anatomy per file name, from a `meta.json` (a list of `{"file", "dose", "views",
+/// "anatomy", ...}`, or an object keyed by file name).
+pub fn read_meta(root: &Path) -> Result<BTreeMap<String, ImageMeta>> {
     let path = root.join("meta.json");
     let mut out = BTreeMap::new();
     if !path.is_file() {
@@ -180,8 +197,10 @@ pub fn read_meta(root: &Path) -> Result<BTreeMap<String, DoseViews>> {
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Error::Config { path: path.clone(), msg: e.to_string() })?;
-    let entry = |v: &serde_json::Value| {
-        (v.get("dose").and_then(|d| d.as_f64()), v.get("views").and_then(|d| d.as_i64()))
+    let entry = |v: &serde_json::Value| ImageMeta {
+        dose: v.get("dose").and_then(|d| d.as_f64()),
+        views: v.get("views").and_then(|d| d.as_i64()),
+        anatomy: v.get("anatomy").and_then(|d| d.as_str()).map(|a| a.trim().to_ascii_lowercase()),
     };
     match &value {
         serde_json::Value::Array(items) => {
@@ -413,17 +432,35 @@ pub fn run(
         .iter()
         .map(|s| {
             let name = s.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let (dose, views) = meta.get(&name).copied().unwrap_or((None, None));
+            let ImageMeta { dose, views, anatomy } = meta.get(&name).cloned().unwrap_or_default();
             ImageRecord {
                 file: s.path.strip_prefix(&data.root).unwrap_or(&s.path).display().to_string(),
                 frame: s.frame,
                 label: s.label,
                 dose,
                 views,
+                anatomy,
                 has_reference: s.reference.is_some(),
             }
         })
         .collect();
+    // The window of PSNR and SSIM per image.
+    let windows: Vec<(f64, f64)> = images
+        .iter()
+        .map(|r| match (&r.anatomy, opts.anatomy_windows) {
+            (Some(a), true) => {
+                ANATOMY_WINDOWS.iter().find(|(name, _)| name == a).map(|(_, w)| *w).ok_or_else(|| {
+                    let names = ANATOMY_WINDOWS.map(|(n, _)| n).join(", ");
+                    Error::InvalidInput(format!(
+                        "{}: anatomy {a:?} of {} has no window (known: {names})",
+                        data.root.join("meta.json").display(),
+                        r.file
+                    ))
+                })
+            }
+            _ => Ok(opts.window),
+        })
+        .collect::<Result<_>>()?;
     let n = samples.len();
     let has_refs = samples.iter().any(|s| s.reference.is_some());
     let mut methods = vec![MethodRun::new("input", MethodKind::Input, n)];
@@ -503,7 +540,20 @@ pub fn run(
         });
         let ref_sel =
             Tensor::from_slice(&ref_idx.iter().map(|&j| j as i64).collect::<Vec<_>>()).to_device(device);
-        let ref_windowed = ref_t.as_ref().map(|r| apply_window(r, opts.window));
+        // Each reference image's window (one call when they share it).
+        let ref_windows: Vec<(f64, f64)> = ref_idx.iter().map(|&j| windows[i0 + j]).collect();
+        let window_each = |t: &Tensor| match ref_windows.first() {
+            Some(w0) if ref_windows.iter().all(|w| w == w0) => apply_window(t, *w0),
+            _ => Tensor::cat(
+                &ref_windows
+                    .iter()
+                    .enumerate()
+                    .map(|(k, w)| apply_window(&t.narrow(0, k as i64, 1), *w))
+                    .collect::<Vec<_>>(),
+                0,
+            ),
+        };
+        let ref_windowed = ref_t.as_ref().map(window_each);
         let ref_hu = ref_t.as_ref().map(hu_plus_1024);
         timing.load_seconds += t.elapsed().as_secs_f64();
 
@@ -518,7 +568,7 @@ pub fn run(
             if let Some(r) = &ref_windowed {
                 let t = Instant::now();
                 let y_sel = y.index_select(0, &ref_sel);
-                let y = apply_window(&y_sel, opts.window);
+                let y = window_each(&y_sel);
                 let (p, q) = (to_vec(&psnr(&y, r))?, to_vec(&ssim(&y, r))?);
                 let v = match ref_hu.as_ref().and_then(|r| vif(&hu_plus_1024(&y_sel), r, VIF_NOISE_VARIANCE))
                 {
@@ -582,7 +632,7 @@ pub fn run(
     timing.total_seconds = start.elapsed().as_secs_f64();
     timing.images_per_second = n as f64 / timing.total_seconds.max(1e-9);
     timing.score_share = timing.score_seconds / timing.total_seconds.max(1e-9);
-    Ok(BenchRun { images, methods, timing, window: opts.window })
+    Ok(BenchRun { images, methods, timing, window: opts.window, anatomy_windows: opts.anatomy_windows })
 }
 
 fn save_batch(dir: &Path, y: &Tensor, images: &[ImageRecord]) -> Result<()> {
@@ -700,6 +750,26 @@ pub struct DoseRow {
     pub mean_score: Vec<(String, f64)>,
 }
 
+/// Means over the images of one anatomy (`meta.json`'s `anatomy`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AnatomyRow {
+    pub anatomy: String,
+    pub n: usize,
+    /// The HU window of these images' PSNR and SSIM.
+    pub window: (f64, f64),
+    /// Per ok method, in method order: mean score, PSNR, SSIM and VIF over these images.
+    pub methods: Vec<AnatomyMeans>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AnatomyMeans {
+    pub method: String,
+    pub score: Option<f64>,
+    pub psnr: Option<f64>,
+    pub ssim: Option<f64>,
+    pub vif: Option<f64>,
+}
+
 /// Everything [`write_reports`] prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -708,6 +778,7 @@ pub struct Summary {
     pub methods: Vec<MethodSummary>,
     pub pairwise: Vec<Pairwise>,
     pub by_dose: Vec<DoseRow>,
+    pub by_anatomy: Vec<AnatomyRow>,
     /// Spearman correlation between score and PSNR / SSIM over all (method, image) pairs with a
     /// reference (input and denoisers).
     pub pooled_srocc_score_psnr: Option<f64>,
@@ -716,6 +787,7 @@ pub struct Summary {
     /// Spearman correlation between the input's score and the data set's labels.
     pub srocc_input_label: Option<f64>,
     pub window: (f64, f64),
+    pub anatomy_windows: bool,
     pub bootstrap: usize,
     pub seed: u64,
 }
@@ -839,6 +911,37 @@ pub fn summarize(run: &BenchRun, opts: &BenchOptions) -> Summary {
         })
         .collect();
     // Pooled correlations.
+    // By anatomy.
+    let mut anatomies: Vec<&str> = run.images.iter().filter_map(|r| r.anatomy.as_deref()).collect();
+    anatomies.sort_unstable();
+    anatomies.dedup();
+    let by_anatomy = anatomies
+        .iter()
+        .map(|&a| {
+            let idx: Vec<usize> =
+                (0..run.images.len()).filter(|&i| run.images[i].anatomy.as_deref() == Some(a)).collect();
+            let mean_of = |v: &[Option<f64>]| {
+                let x: Vec<f64> = idx.iter().filter_map(|&i| v[i]).collect();
+                (!x.is_empty()).then(|| mean(&x))
+            };
+            let known = ANATOMY_WINDOWS.iter().find(|(name, _)| *name == a).map(|(_, w)| *w);
+            AnatomyRow {
+                anatomy: a.to_string(),
+                n: idx.len(),
+                window: known.filter(|_| run.anatomy_windows).unwrap_or(run.window),
+                methods: ok
+                    .iter()
+                    .map(|m| AnatomyMeans {
+                        method: m.name.clone(),
+                        score: mean_of(&m.scores),
+                        psnr: mean_of(&m.psnr),
+                        ssim: mean_of(&m.ssim),
+                        vif: mean_of(&m.vif),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
     let pooled = |metric: fn(&MethodRun) -> &[Option<f64>]| {
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for m in ok.iter().filter(|m| m.kind != MethodKind::Reference) {
@@ -856,11 +959,13 @@ pub fn summarize(run: &BenchRun, opts: &BenchOptions) -> Summary {
         methods,
         pairwise,
         by_dose,
+        by_anatomy,
         pooled_srocc_score_psnr: pooled(|m| &m.psnr),
         pooled_srocc_score_ssim: pooled(|m| &m.ssim),
         pooled_srocc_score_vif: pooled(|m| &m.vif),
         srocc_input_label: metrics::srocc(&li, &ll).ok(),
         window: run.window,
+        anatomy_windows: run.anatomy_windows,
         bootstrap: opts.bootstrap,
         seed: opts.seed,
     }
@@ -1007,7 +1112,7 @@ fn md_cell(s: &str) -> String {
 pub fn per_image_csv(run: &BenchRun) -> String {
     let ok: Vec<&MethodRun> = run.methods.iter().filter(|m| m.ok()).collect();
     let refs = run.images.iter().any(|r| r.has_reference);
-    let mut out = String::from("file,frame,label,dose,views");
+    let mut out = String::from("file,frame,label,dose,views,anatomy");
     for m in &ok {
         out.push_str(&format!(",score_{}", csv_field(&m.name)));
     }
@@ -1019,12 +1124,13 @@ pub fn per_image_csv(run: &BenchRun) -> String {
     out.push('\n');
     for (i, r) in run.images.iter().enumerate() {
         out.push_str(&format!(
-            "{},{},{},{},{}",
+            "{},{},{},{},{},{}",
             csv_field(&r.file),
             r.frame,
             r.label,
             r.dose.map(|d| d.to_string()).unwrap_or_default(),
-            r.views.map(|d| d.to_string()).unwrap_or_default()
+            r.views.map(|d| d.to_string()).unwrap_or_default(),
+            csv_field(r.anatomy.as_deref().unwrap_or(""))
         ));
         for m in &ok {
             out.push_str(&format!(",{}", opt(m.scores[i], 6)));
@@ -1114,7 +1220,7 @@ pub fn summary_markdown(run: &BenchRun, summary: &Summary, prov: &Provenance) ->
     ));
     s.push_str(&format!(
         "ldctq {}, tch {}, libtorch {}, device {} ({}); bootstrap {} replicates, seed {}; PSNR/SSIM in the HU \
-         window {}/{}, VIF (sigma_n^2 = 2) on HU + 1024 as ldct-benchmark.\n\n",
+         window {}/{}{}, VIF (sigma_n^2 = 2) on HU + 1024 as ldct-benchmark.\n\n",
         prov.ldctq_version,
         prov.tch_version,
         prov.libtorch_version,
@@ -1123,7 +1229,12 @@ pub fn summary_markdown(run: &BenchRun, summary: &Summary, prov: &Provenance) ->
         summary.bootstrap,
         summary.seed,
         summary.window.0,
-        summary.window.1
+        summary.window.1,
+        if summary.anatomy_windows {
+            " (images with an anatomy in meta.json: its window, as ldct-benchmark; see By anatomy)"
+        } else {
+            ""
+        }
     ));
     s.push_str(&format!(
         "Timing: {:.1} s for {} images, **{:.3} images/s** (whole benchmark, model loading excluded); \
@@ -1227,6 +1338,28 @@ pub fn summary_markdown(run: &BenchRun, summary: &Summary, prov: &Provenance) ->
                 s.push_str(&format!(" {} |", v.unwrap_or_else(|| "–".into())));
             }
             s.push('\n');
+        }
+    }
+    if !summary.by_anatomy.is_empty() {
+        s.push_str(
+            "\n## By anatomy\n\nMeans over the images of each anatomy (`meta.json`); PSNR and SSIM in the window \
+             shown.\n\n| anatomy | window | n | method | score | PSNR (dB) | SSIM | VIF |\n|---|---|---:|---|---:|---:|---:|---:|\n",
+        );
+        for row in &summary.by_anatomy {
+            for m in &row.methods {
+                s.push_str(&format!(
+                    "| {} | {}/{} | {} | {} | {} | {} | {} | {} |\n",
+                    md_cell(&row.anatomy),
+                    row.window.0,
+                    row.window.1,
+                    row.n,
+                    md_cell(&m.method),
+                    opt(m.score, 3),
+                    opt(m.psnr, 2),
+                    opt(m.ssim, 4),
+                    opt(m.vif, 4)
+                ));
+            }
         }
     }
     s.push_str("\nFiles: `per_image.csv`, `summary.csv`, `summary.json`, plots `scores.png`/`.svg`");

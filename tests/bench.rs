@@ -395,6 +395,81 @@ fn plugin_worker_protocol() {
     assert_eq!((out[0], e.kind), (1, ErrorKind::Abi));
 }
 
+/// ldct-benchmark's per-anatomy windows: with `anatomy` in meta.json and `anatomy_windows`, each image's
+/// PSNR and SSIM equal those of a run in its anatomy's window (others keep `window`; VIF does not depend
+/// on it); means by anatomy; an anatomy without a window is an error naming it.
+#[test]
+fn anatomy_windows_follow_meta_json() {
+    let dir = common::temp_dir("bench-anatomy");
+    for sub in ["image", "reference"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for e in std::fs::read_dir(sim_set().join(sub)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dir.join(sub).join(e.file_name())).unwrap();
+        }
+    }
+    std::fs::copy(sim_set().join("train.json"), dir.join("train.json")).unwrap();
+    let mut meta: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(sim_set().join("meta.json")).unwrap()).unwrap();
+    for (i, e) in meta.iter_mut().enumerate() {
+        match i % 3 {
+            0 => e["anatomy"] = "chest".into(),
+            1 => e["anatomy"] = " Abdomen".into(), // case and spaces do not matter
+            _ => {}
+        }
+    }
+    let write_meta = |meta: &[serde_json::Value]| {
+        std::fs::write(dir.join("meta.json"), serde_json::to_string(meta).unwrap()).unwrap()
+    };
+    write_meta(&meta);
+    let data = Dataset::open(&dir).unwrap();
+    let specs = ["median".to_string()];
+    let run_with = |o: &BenchOptions| {
+        let candidates = denoise::load_all(&specs, Device::Cpu, &PluginHost::InProcess);
+        bench::run(&fixture_model(), &data, candidates, o, Device::Cpu)
+    };
+    let base = BenchOptions { batch: 5, ..opts() };
+    let per = run_with(&BenchOptions { anatomy_windows: true, ..base.clone() }).unwrap();
+    let chest = run_with(&BenchOptions { window: (-600.0, 1500.0), ..base.clone() }).unwrap();
+    let abdomen = run_with(&BenchOptions { window: (50.0, 400.0), ..base.clone() }).unwrap();
+    let plain = run_with(&base).unwrap();
+    for (i, r) in per.images.iter().enumerate() {
+        let same_as = match r.anatomy.as_deref() {
+            Some("chest") => &chest,
+            Some("abdomen") => &abdomen,
+            None => &plain,
+            other => panic!("anatomy {other:?}"),
+        };
+        for (m, e) in per.methods.iter().zip(&same_as.methods) {
+            assert_eq!(
+                (m.psnr[i], m.ssim[i], m.vif[i]),
+                (e.psnr[i], e.ssim[i], e.vif[i]),
+                "{} image {i}",
+                m.name
+            );
+        }
+        assert_eq!(per.methods[2].vif[i], plain.methods[2].vif[i]);
+    }
+    assert_ne!(chest.methods[0].psnr, plain.methods[0].psnr, "the windows matter");
+    let summary = bench::summarize(&per, &base);
+    let rows: Vec<(&str, usize, (f64, f64))> =
+        summary.by_anatomy.iter().map(|r| (r.anatomy.as_str(), r.n, r.window)).collect();
+    assert_eq!(rows, [("abdomen", 4, (50.0, 400.0)), ("chest", 4, (-600.0, 1500.0))]);
+    let chest_median = summary.by_anatomy[1].methods.iter().find(|m| m.method == "median").unwrap();
+    let idx: Vec<usize> = (0..12).filter(|i| i % 3 == 0).collect();
+    let expected = idx.iter().map(|&i| per.methods[2].psnr[i].unwrap()).sum::<f64>() / 4.0;
+    assert!((chest_median.psnr.unwrap() - expected).abs() < 1e-12);
+    assert!(bench::per_image_csv(&per).lines().nth(1).unwrap().contains(",chest,"));
+    // Without anatomy_windows, the same rows in the one window.
+    let rows = bench::summarize(&plain, &base).by_anatomy;
+    assert!(rows.iter().all(|r| r.window == base.window) && rows.len() == 2);
+    // An anatomy without a window.
+    meta[2]["anatomy"] = "knee".into();
+    write_meta(&meta);
+    let e = run_with(&BenchOptions { anatomy_windows: true, ..base.clone() }).unwrap_err().to_string();
+    assert!(e.contains("\"knee\"") && e.contains("0002.tif") && e.contains("abdomen, chest, neuro"), "{e}");
+}
+
 #[test]
 fn builtins_match_the_c_plugins() {
     let x = random_images(3, 21, 26, 2);

@@ -34,6 +34,10 @@ pub struct Args {
     /// (40,80), ldctiqa (-300,1400; the default: the [0, 1] images as they are).
     #[arg(long, value_parser = super::parse_window, default_value = "-300,1400")]
     window: (f64, f64),
+    /// PSNR and SSIM of each image in its anatomy's window, as ldct-benchmark: meta.json's "anatomy"
+    /// (abdomen 50/400, chest -600/1500, neuro 40/80); images without one use --window.
+    #[arg(long)]
+    anatomy_windows: bool,
     /// Bootstrap replicates per interval.
     #[arg(long, default_value_t = 2000)]
     bootstrap: usize,
@@ -85,6 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = BenchOptions {
         batch: args.batch,
         window: args.window,
+        anatomy_windows: args.anatomy_windows,
         bootstrap: args.bootstrap,
         seed: args.seed,
         limit: args.limit,

@@ -99,19 +99,17 @@ impl WidthArgs {
 }
 
 /// Named HU windows (center, width): LDCTIQA2023's mapping and ldct-benchmark's per-anatomy windows.
-pub const NAMED_WINDOWS: [(&str, (f64, f64)); 4] = [
-    ("ldctiqa", (-300.0, 1400.0)),
-    ("abdomen", (50.0, 400.0)),
-    ("chest", (-600.0, 1500.0)),
-    ("neuro", (40.0, 80.0)),
-];
+fn named_windows() -> impl Iterator<Item = (&'static str, (f64, f64))> {
+    std::iter::once(("ldctiqa", ldctq::preprocess::InputSpace::LDCTIQA_WINDOW))
+        .chain(ldctq::bench::ANATOMY_WINDOWS)
+}
 
-/// Parses an HU window: "CENTER,WIDTH" or a name of [`NAMED_WINDOWS`].
+/// Parses an HU window: "CENTER,WIDTH" or a name of [`named_windows`].
 pub fn parse_window(s: &str) -> Result<(f64, f64), String> {
-    if let Some((_, w)) = NAMED_WINDOWS.iter().find(|(name, _)| name.eq_ignore_ascii_case(s.trim())) {
-        return Ok(*w);
+    if let Some((_, w)) = named_windows().find(|(name, _)| name.eq_ignore_ascii_case(s.trim())) {
+        return Ok(w);
     }
-    let names = NAMED_WINDOWS.map(|(n, _)| n).join(", ");
+    let names = named_windows().map(|(n, _)| n).collect::<Vec<_>>().join(", ");
     let parts: Vec<&str> = s.split(',').collect();
     match parts.as_slice() {
         [c, w] => match (c.trim().parse(), w.trim().parse()) {
