@@ -78,8 +78,8 @@ pub struct ImageRecord {
     /// Path relative to the data set's root.
     pub file: String,
     pub frame: usize,
-    /// The data set's label (mean opinion score).
-    pub label: f64,
+    /// The data set's label (mean opinion score), when it has one.
+    pub label: Option<f64>,
     /// Dose fraction from the set's `meta.json`, when present.
     pub dose: Option<f64>,
     /// Views from the set's `meta.json`, when present.
@@ -951,7 +951,7 @@ pub fn summarize(run: &BenchRun, opts: &BenchOptions) -> Summary {
         }
         metrics::srocc(&a, &b).ok()
     };
-    let labels: Vec<Option<f64>> = run.images.iter().map(|r| Some(r.label)).collect();
+    let labels: Vec<Option<f64>> = run.images.iter().map(|r| r.label).collect();
     let (li, ll) = paired(&input.scores, &labels);
     Summary {
         images: run.images.len(),
@@ -1079,7 +1079,8 @@ pub fn hash_dataset(data: &Dataset, limit: Option<usize>) -> Result<String> {
             Some(r) => sha256_file(r).map_err(|e| Error::io(r, e))?,
             None => String::new(),
         };
-        h.update(format!("{file}\0{}\0{}\0{image}\0{reference}\n", s.frame, s.label).as_bytes());
+        let label = s.label.map(|l| l.to_string()).unwrap_or_default();
+        h.update(format!("{file}\0{}\0{label}\0{image}\0{reference}\n", s.frame).as_bytes());
     }
     let meta = data.root.join("meta.json");
     if meta.is_file() {
@@ -1127,7 +1128,7 @@ pub fn per_image_csv(run: &BenchRun) -> String {
             "{},{},{},{},{},{}",
             csv_field(&r.file),
             r.frame,
-            r.label,
+            r.label.map(|l| l.to_string()).unwrap_or_default(),
             r.dose.map(|d| d.to_string()).unwrap_or_default(),
             r.views.map(|d| d.to_string()).unwrap_or_default(),
             csv_field(r.anatomy.as_deref().unwrap_or(""))

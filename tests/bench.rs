@@ -470,6 +470,65 @@ fn anatomy_windows_follow_meta_json() {
     assert!(e.contains("\"knee\"") && e.contains("0002.tif") && e.contains("abdomen, chest, neuro"), "{e}");
 }
 
+/// A CSV manifest of DICOM/TIFF paths with references and no scores: enough to benchmark (the same
+/// numbers as the LDCTIQA layout of the same images), while evaluation asks for scores by name.
+#[test]
+fn unlabelled_manifest_with_references_can_be_benchmarked() {
+    let sim = sim_set();
+    let dir = common::temp_dir("bench-manifest");
+    let rows: String =
+        (0..6).map(|i| format!("{0}/image/{i:04}.tif,{0}/reference/{i:04}.tif\n", sim.display())).collect();
+    std::fs::write(dir.join("manifest.csv"), format!("path,reference\n{rows}")).unwrap();
+    let data = Dataset::open(&dir).unwrap();
+    assert!(data.samples.iter().all(|s| s.label.is_none() && s.reference.is_some()));
+    let e = data.labels().unwrap_err().to_string();
+    assert!(e.contains("6 image(s) have no score") && e.contains("0000.tif"), "{e}");
+    let o = BenchOptions { batch: 8, ..opts() };
+    let specs = ["median".to_string()];
+    let run = bench::run(
+        &fixture_model(),
+        &data,
+        denoise::load_all(&specs, Device::Cpu, &PluginHost::InProcess),
+        &o,
+        Device::Cpu,
+    )
+    .unwrap();
+    let layout = run_specs(&specs, &PluginHost::InProcess, &BenchOptions { limit: Some(6), ..o.clone() });
+    for (a, b) in run.methods.iter().zip(&layout.methods) {
+        assert_eq!(
+            (&a.name, &a.scores, &a.psnr, &a.ssim, &a.vif),
+            (&b.name, &b.scores, &b.psnr, &b.ssim, &b.vif)
+        );
+    }
+    let summary = bench::summarize(&run, &o);
+    assert!(summary.srocc_input_label.is_none() && summary.with_reference == 6);
+    assert!(bench::per_image_csv(&run).lines().nth(1).unwrap().contains(",0,,"), "an empty label cell");
+    // Evaluation needs the scores.
+    let out = Command::new(env!("CARGO_BIN_EXE_ldctq"))
+        .args(["eval", "--model"])
+        .arg(common::fixture("quality/a_unit_seq"))
+        .arg("--data")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("have no score"));
+    // A reference that does not exist, and a bad score, are errors naming them.
+    std::fs::write(
+        dir.join("manifest.csv"),
+        format!("path,score,reference\n{0}/image/0000.tif,2.5,nope.tif\n", sim.display()),
+    )
+    .unwrap();
+    let e = Dataset::open(&dir).unwrap_err().to_string();
+    assert!(e.contains("nope.tif (reference)"), "{e}");
+    std::fs::write(dir.join("manifest.csv"), format!("path,score\n{0}/image/0000.tif,high\n", sim.display()))
+        .unwrap();
+    let e = Dataset::open(&dir).unwrap_err().to_string();
+    assert!(e.contains("line 2: bad score \"high\""), "{e}");
+    std::fs::write(dir.join("manifest.csv"), "file,score\nx.tif,1\n").unwrap();
+    assert!(Dataset::open(&dir).unwrap_err().to_string().contains("path column"));
+}
+
 #[test]
 fn builtins_match_the_c_plugins() {
     let x = random_images(3, 21, 26, 2);

@@ -16,7 +16,7 @@ pub struct Args {
     #[arg(long)]
     model: PathBuf,
     /// Data set: an LDCTIQA2023-layout folder (image/, labels json, optional reference/ and meta.json)
-    /// or a CSV manifest.
+    /// or a CSV manifest (columns path, and optionally score, frame, reference; scores not needed here).
     #[arg(long)]
     data: PathBuf,
     /// A denoiser (repeatable): a built-in (identity, gaussian, median) with an optional JSON config

@@ -30,7 +30,7 @@ pub struct Args {
 type GroupRow = (String, usize, f64, f64, f64);
 
 /// Rows grouped by `field` of `meta.json` entries.
-fn grouped(data: &Dataset, pred: &[f64], field: &str) -> anyhow::Result<Vec<GroupRow>> {
+fn grouped(data: &Dataset, labels: &[f64], pred: &[f64], field: &str) -> anyhow::Result<Vec<GroupRow>> {
     let meta_path = data.root.join("meta.json");
     let text =
         std::fs::read_to_string(&meta_path).with_context(|| format!("--by needs {}", meta_path.display()))?;
@@ -40,11 +40,11 @@ fn grouped(data: &Dataset, pred: &[f64], field: &str) -> anyhow::Result<Vec<Grou
         .filter_map(|e| Some((e["file"].as_str()?.to_string(), e.get(field)?.to_string())))
         .collect();
     let mut groups: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
-    for (sample, &p) in data.samples.iter().zip(pred) {
+    for ((sample, &label), &p) in data.samples.iter().zip(labels).zip(pred) {
         let name = sample.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let key =
             key_of.get(&name).with_context(|| format!("{name}: no {field:?} in {}", meta_path.display()))?;
-        groups.entry(key.clone()).or_default().push((sample.label, p));
+        groups.entry(key.clone()).or_default().push((label, p));
     }
     let mut rows: Vec<_> = groups
         .into_iter()
@@ -62,6 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
     let model = Scorer::load(&args.model, args.runtime.placement()?)?;
     let data = Dataset::open(&args.data)?;
+    let labels = data.labels()?;
     let cache = Cache::load(&data, model.config())?;
     let _guard = tch::no_grad_guard();
     let mut pred = Vec::new();
@@ -70,8 +71,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             model.score(&chunk)?.to_kind(tch::Kind::Double).to_device(tch::Device::Cpu),
         )?);
     }
-    let report = ldctq::metrics::evaluate(&pred, &data.labels())?;
-    let groups = args.by.as_deref().map(|f| grouped(&data, &pred, f)).transpose()?;
+    let report = ldctq::metrics::evaluate(&pred, &labels)?;
+    let groups = args.by.as_deref().map(|f| grouped(&data, &labels, &pred, f)).transpose()?;
     match args.format.as_str() {
         "json" => {
             let groups = groups.map(|g| {

@@ -2,23 +2,26 @@
 //!
 //! * LDCTIQA2023: a folder with `image/*.tif` (or `images/`) and a labels json
 //!   (`{"0000.tif": 2.8, ...}`: `train.json`, `test.json`, `test-ground-truth.json` or `labels.json`).
-//! * A CSV manifest `path,score[,frame]` (paths relative to the manifest), or a folder holding
-//!   `manifest.csv`: any readable image, e.g. DICOM series.
+//! * A CSV manifest with a header naming its columns: `path` (required), `score`, `frame`, `reference`
+//!   (paths relative to the manifest), or a folder holding `manifest.csv`: any readable image, e.g.
+//!   DICOM series. Without a `score` column (or with empty cells) the images are unlabelled: enough for
+//!   `ldctq bench` and `ldctq score`, while training and evaluation ask for scores ([`Dataset::labels`]).
 //!
-//! Labels without images and images without labels are errors that list the offending names.
+//! In the LDCTIQA2023 layout, labels without images and images without labels are errors that list the
+//! offending names; in a manifest, missing images and references are.
 use crate::error::{Error, Result};
 pub use crate::rng::Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// One labelled image.
+/// One image of a set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub path: PathBuf,
     /// Frame of a multi-frame file.
     pub frame: usize,
-    /// Mean opinion score in [0, 4].
-    pub label: f64,
+    /// Mean opinion score in [0, 4]; `None` in an unlabelled manifest.
+    pub label: Option<f64>,
     /// Full-dose reference image, when the set has one (`reference/` beside `image/`).
     pub reference: Option<PathBuf>,
 }
@@ -107,13 +110,14 @@ impl Dataset {
             .map(|(name, label)| {
                 check_label(labels, &name, label)?;
                 let reference = Some(refs.join(&name)).filter(|p| p.is_file());
-                Ok(Sample { path: images.join(&name), frame: 0, label, reference })
+                Ok(Sample { path: images.join(&name), frame: 0, label: Some(label), reference })
             })
             .collect::<Result<_>>()?;
         Ok(Self { root: root.to_path_buf(), samples })
     }
 
-    /// A CSV manifest: a header line `path,score` (optionally `,frame`), then one row per image.
+    /// A CSV manifest: a header line naming the columns (`path`; optionally `score`, `frame`,
+    /// `reference`), then one row per image.
     pub fn from_manifest(csv: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(csv).map_err(|e| Error::io(csv, e))?;
         let base = csv.parent().unwrap_or(Path::new("."));
@@ -123,12 +127,10 @@ impl Dataset {
             None => return Err(problem(csv, "empty manifest".into())),
         };
         let col = |name: &str| header.iter().position(|c| c == name);
-        let (pcol, scol, fcol) = match (col("path"), col("score")) {
-            (Some(p), Some(s)) => (p, s, col("frame")),
-            _ => {
-                return Err(problem(csv, format!("header must name path and score columns, got {header:?}")))
-            }
+        let Some(pcol) = col("path") else {
+            return Err(problem(csv, format!("the header must name a path column, got {header:?}")));
         };
+        let (scol, fcol, rcol) = (col("score"), col("frame"), col("reference"));
         let mut samples = Vec::new();
         let mut missing = Vec::new();
         for (i, line) in lines {
@@ -137,10 +139,20 @@ impl Dataset {
                 cells.get(c).copied().ok_or_else(|| problem(csv, format!("line {}: too few columns", i + 1)))
             };
             let path = base.join(get(pcol)?);
-            let label: f64 = get(scol)?
-                .parse()
-                .map_err(|_| problem(csv, format!("line {}: bad score {:?}", i + 1, cells[scol])))?;
-            check_label(csv, &format!("line {}", i + 1), label)?;
+            let label = match scol.map(get).transpose()?.filter(|c| !c.is_empty()) {
+                Some(cell) => {
+                    let label: f64 = cell
+                        .parse()
+                        .map_err(|_| problem(csv, format!("line {}: bad score {cell:?}", i + 1)))?;
+                    check_label(csv, &format!("line {}", i + 1), label)?;
+                    Some(label)
+                }
+                None => None,
+            };
+            let reference = rcol.map(get).transpose()?.filter(|c| !c.is_empty()).map(|r| base.join(r));
+            if let Some(r) = reference.as_ref().filter(|r| !r.is_file()) {
+                missing.push(format!("{} (reference)", r.display()));
+            }
             let frame = match fcol {
                 Some(c) => get(c)?.parse().map_err(|_| problem(csv, format!("line {}: bad frame", i + 1)))?,
                 None => 0,
@@ -148,7 +160,7 @@ impl Dataset {
             if !path.is_file() {
                 missing.push(path.display().to_string());
             }
-            samples.push(Sample { path, frame, label, reference: None });
+            samples.push(Sample { path, frame, label, reference });
         }
         if !missing.is_empty() {
             return Err(problem(
@@ -162,8 +174,17 @@ impl Dataset {
         Ok(Self { root: base.to_path_buf(), samples })
     }
 
-    pub fn labels(&self) -> Vec<f64> {
-        self.samples.iter().map(|s| s.label).collect()
+    /// Every image's score, or an error naming the unlabelled ones (training and evaluation need them).
+    pub fn labels(&self) -> Result<Vec<f64>> {
+        let unlabelled: Vec<String> =
+            self.samples.iter().filter(|s| s.label.is_none()).map(|s| s.path.display().to_string()).collect();
+        if !unlabelled.is_empty() {
+            return Err(problem(
+                &self.root,
+                format!("{} image(s) have no score (needed here): {}", unlabelled.len(), listed(&unlabelled)),
+            ));
+        }
+        Ok(self.samples.iter().filter_map(|s| s.label).collect())
     }
 }
 

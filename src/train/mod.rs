@@ -159,6 +159,7 @@ pub struct Cache {
 
 impl Cache {
     pub fn load(data: &Dataset, model: &QualityConfig) -> Result<Self> {
+        let labels = Tensor::from_slice(&data.labels()?).to_kind(Kind::Float);
         let s = model.image_size;
         let mut frames = Vec::with_capacity(data.samples.len());
         for sample in &data.samples {
@@ -176,7 +177,6 @@ impl Cache {
             let (h, w) = (x.size()[2], x.size()[3]);
             frames.push(if (h, w) == (s, s) { x } else { resize_bicubic(&x, s, s) });
         }
-        let labels = Tensor::from_slice(&data.labels()).to_kind(Kind::Float);
         Ok(Self { images: Tensor::cat(&frames, 0), labels })
     }
 }
