@@ -529,6 +529,51 @@ fn unlabelled_manifest_with_references_can_be_benchmarked() {
     assert!(Dataset::open(&dir).unwrap_err().to_string().contains("path column"));
 }
 
+/// Folders without labels: the LDCTIQA layout without its labels json (references kept), and a plain
+/// folder of DICOM files (pydicom's CT_small.dcm, in HU): unlabelled sets the benchmark takes.
+#[test]
+fn unlabelled_folders_can_be_benchmarked() {
+    let sim = sim_set();
+    let dir = common::temp_dir("bench-unlabelled");
+    for sub in ["image", "reference"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for i in 0..5 {
+            let name = format!("{i:04}.tif");
+            std::fs::copy(sim.join(sub).join(&name), dir.join(sub).join(&name)).unwrap();
+        }
+    }
+    let data = Dataset::open(&dir).unwrap();
+    assert_eq!(data.samples.len(), 5);
+    assert!(data.samples.iter().all(|s| s.label.is_none() && s.reference.is_some()));
+    let o = BenchOptions { batch: 8, ..opts() };
+    let specs = ["median".to_string()];
+    let candidates = denoise::load_all(&specs, Device::Cpu, &PluginHost::InProcess);
+    let run = bench::run(&fixture_model(), &data, candidates, &o, Device::Cpu).unwrap();
+    let layout = run_specs(&specs, &PluginHost::InProcess, &BenchOptions { limit: Some(5), ..o.clone() });
+    for (a, b) in run.methods.iter().zip(&layout.methods) {
+        assert_eq!((&a.scores, &a.psnr), (&b.scores, &b.psnr), "{}", a.name);
+    }
+
+    let code = "from pydicom.data import get_testdata_file; print(get_testdata_file('CT_small.dcm'))";
+    let out = Command::new(common::python()).args(["-c", code]).output().unwrap();
+    let ct = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let dicoms = common::temp_dir("bench-dicoms");
+    for name in ["a.dcm", "b"] {
+        std::fs::copy(&ct, dicoms.join(name)).unwrap(); // DICOM files often have no extension
+    }
+    std::fs::write(dicoms.join("notes.txt"), "not an image").unwrap();
+    let data = Dataset::open(&dicoms).unwrap();
+    let names: Vec<_> = data.samples.iter().map(|s| s.path.file_name().unwrap().to_owned()).collect();
+    assert_eq!(names, ["a.dcm", "b"]);
+    let candidates = denoise::load_all(&specs, Device::Cpu, &PluginHost::InProcess);
+    let run = bench::run(&fixture_model(), &data, candidates, &o, Device::Cpu).unwrap();
+    assert!(run.methods.iter().all(|m| m.ok() && m.scores.iter().all(|s| s.is_some())));
+    assert_eq!(run.methods[0].scores[0], run.methods[0].scores[1], "the same slice twice");
+    let empty = common::temp_dir("bench-empty");
+    let e = Dataset::open(&empty).unwrap_err().to_string();
+    assert!(e.contains("no images, no labels file"), "{e}");
+}
+
 #[test]
 fn builtins_match_the_c_plugins() {
     let x = random_images(3, 21, 26, 2);

@@ -15,8 +15,9 @@ pub struct Args {
     /// Model folder (ldctq.json, head.safetensors) or ensemble folder.
     #[arg(long)]
     model: PathBuf,
-    /// Data set: an LDCTIQA2023-layout folder (image/, labels json, optional reference/ and meta.json)
-    /// or a CSV manifest (columns path, and optionally score, frame, reference; scores not needed here).
+    /// Data set: an LDCTIQA2023-layout folder (image/, labels json, optional reference/ and meta.json),
+    /// a CSV manifest (columns path, and optionally score, frame, reference), or a folder of images
+    /// (e.g. a DICOM series); scores are not needed here.
     #[arg(long)]
     data: PathBuf,
     /// A denoiser (repeatable): a built-in (identity, gaussian, median) with an optional JSON config

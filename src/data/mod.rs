@@ -1,7 +1,9 @@
 //! Labelled image sets: the LDCTIQA2023 layout, CSV manifests, and folds for cross-validation.
 //!
 //! * LDCTIQA2023: a folder with `image/*.tif` (or `images/`) and a labels json
-//!   (`{"0000.tif": 2.8, ...}`: `train.json`, `test.json`, `test-ground-truth.json` or `labels.json`).
+//!   (`{"0000.tif": 2.8, ...}`: `train.json`, `test.json`, `test-ground-truth.json` or `labels.json`);
+//!   without a labels json, the same folder (with `reference/` when present), or any folder of images,
+//!   is an unlabelled set.
 //! * A CSV manifest with a header naming its columns: `path` (required), `score`, `frame`, `reference`
 //!   (paths relative to the manifest), or a folder holding `manifest.csv`: any readable image, e.g.
 //!   DICOM series. Without a `score` column (or with empty cells) the images are unlabelled: enough for
@@ -57,29 +59,58 @@ impl Dataset {
         if path.join("manifest.csv").is_file() {
             return Self::from_manifest(&path.join("manifest.csv"));
         }
-        let labels = LABEL_FILES.iter().map(|f| path.join(f)).find(|p| p.is_file()).ok_or_else(|| {
-            problem(path, format!("no labels file ({}) and no manifest.csv", LABEL_FILES.join(", ")))
-        })?;
-        let images = ["image", "images"]
-            .iter()
-            .map(|d| path.join(d))
-            .find(|p| p.is_dir())
-            .ok_or_else(|| problem(path, "no image/ folder beside the labels".into()))?;
-        Self::from_labels_json(path, &labels, &images)
+        let labels = LABEL_FILES.iter().map(|f| path.join(f)).find(|p| p.is_file());
+        let images = ["image", "images"].iter().map(|d| path.join(d)).find(|p| p.is_dir());
+        match (labels, images) {
+            (Some(labels), Some(images)) => Self::from_labels_json(path, &labels, &images),
+            (Some(_), None) => Err(problem(path, "no image/ folder beside the labels".into())),
+            (None, images) => Self::unlabelled(path, images.as_deref().unwrap_or(path)),
+        }
+    }
+
+    /// The image files of a folder, by name (hidden files and json/csv/txt/md skipped).
+    fn image_files(dir: &Path) -> Result<Vec<String>> {
+        let skip = ["json", "csv", "txt", "md"];
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .filter(|n| !skip.iter().any(|x| n.to_ascii_lowercase().ends_with(&format!(".{x}"))))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// A folder without labels: every image of `images` (the folder itself or its `image/`), unlabelled,
+    /// with `reference/NAME` beside `image/` when present.
+    fn unlabelled(root: &Path, images: &Path) -> Result<Self> {
+        let names = Self::image_files(images)?;
+        if names.is_empty() {
+            return Err(problem(
+                root,
+                format!("no images, no labels file ({}) and no manifest.csv", LABEL_FILES.join(", ")),
+            ));
+        }
+        let refs = root.join("reference");
+        let samples = names
+            .into_iter()
+            .map(|name| Sample {
+                path: images.join(&name),
+                frame: 0,
+                label: None,
+                reference: Some(refs.join(&name)).filter(|p| images != root && p.is_file()),
+            })
+            .collect();
+        Ok(Self { root: root.to_path_buf(), samples })
     }
 
     fn from_labels_json(root: &Path, labels: &Path, images: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(labels).map_err(|e| Error::io(labels, e))?;
         let map: BTreeMap<String, f64> = serde_json::from_str(&text)
             .map_err(|e| problem(labels, format!("expected {{\"name.tif\": score}}: {e}")))?;
-        let mut on_disk: Vec<String> = std::fs::read_dir(images)
-            .map_err(|e| Error::io(images, e))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_file())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        on_disk.sort();
+        let on_disk = Self::image_files(images)?;
         let missing: Vec<String> = map.keys().filter(|k| !images.join(k).is_file()).cloned().collect();
         if !missing.is_empty() {
             return Err(problem(
