@@ -132,11 +132,6 @@ impl IsolatedPlugin {
         }
     }
 
-    /// The worker's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     fn exchange(&mut self, input: &[f32], dims: [i64; 3]) -> io::Result<Result<Vec<f32>, DenoiseError>> {
         let requests = self.requests.as_mut().ok_or(io::ErrorKind::BrokenPipe)?;
         for d in dims {
