@@ -212,7 +212,12 @@ impl Dataset {
         if !unlabelled.is_empty() {
             return Err(problem(
                 &self.root,
-                format!("{} image(s) have no score (needed here): {}", unlabelled.len(), listed(&unlabelled)),
+                format!(
+                    "{} image(s) have no score, which training and evaluation need (a labels json or a \
+                     manifest's score column): {}",
+                    unlabelled.len(),
+                    listed(&unlabelled)
+                ),
             ));
         }
         Ok(self.samples.iter().filter_map(|s| s.label).collect())
