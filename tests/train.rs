@@ -6,7 +6,7 @@ use common::{fixture, temp_dir};
 use ldctq::data::{stratified_folds, Dataset};
 use ldctq::model::{QualityConfig, QualityModel, Widths};
 use ldctq::siglip::Placement;
-use ldctq::train::{cosine_lr, ranking_loss, Cache, Event, TrainConfig, Trainer, VisionTraining};
+use ldctq::train::{cosine_lr, ranking_loss, AdamW, Cache, Event, TrainConfig, Trainer, VisionTraining};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
@@ -124,10 +124,23 @@ fn trainer_config(epochs: usize) -> TrainConfig {
 
 /// Trains; with `stop_after`, stops (as if killed) once that epoch's checkpoint is written.
 fn train(data: &Path, out: &Path, config: TrainConfig, resume: bool, stop_after: Option<usize>) -> Vec<f64> {
+    train_in(Kind::Float, data, out, config, resume, stop_after)
+}
+
+/// [`train`] with the model in `kind`.
+fn train_in(
+    kind: Kind,
+    data: &Path,
+    out: &Path,
+    config: TrainConfig,
+    resume: bool,
+    stop_after: Option<usize>,
+) -> Vec<f64> {
     let base = QualityConfig::new(fixture("siglip/tiny_a").to_str().unwrap(), 16);
     let cache = Cache::load(&Dataset::open(data).unwrap(), &base).unwrap();
     let widths = Widths { film_hidden: 8, head_hidden: 8, fusion_hidden: 4 };
-    let t = Trainer { base, widths, config, at: Placement::default(), out: out.to_path_buf(), cache: &cache };
+    let at = Placement { kind, ..Placement::default() };
+    let t = Trainer { base, widths, config, at, out: out.to_path_buf(), cache: &cache };
     let mut losses = Vec::new();
     let result = t.run(resume, &mut |e| {
         if let Event::Epoch(log) = e {
@@ -153,25 +166,29 @@ fn weights(dir: &Path) -> Vec<(String, Tensor)> {
     all
 }
 
+/// In f32, and in bf16 (whose AdamW master weights are saved with the moments).
 #[test]
 fn resumed_training_ends_with_the_same_weights() {
     tch::set_num_threads(1);
     let data = synthetic_set(24);
-    let straight = temp_dir("straight");
-    train(&data, &straight, trainer_config(3), false, None);
-    let resumed = temp_dir("resumed");
-    train(&data, &resumed, trainer_config(3), false, Some(1)); // "killed" after epoch 1
-    assert!(!resumed.join("ldctq.json").exists());
-    let later = train(&data, &resumed, trainer_config(3), true, None);
-    assert_eq!(later.len(), 2, "resume should run epochs 2 and 3 only");
-    let (a, b) = (weights(&straight.join("folds/fold-1/last")), weights(&resumed.join("folds/fold-1/last")));
-    assert_eq!(a.len(), b.len());
-    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
-        assert_eq!(na, nb);
-        assert_eq!(common::max_abs_diff(ta, tb), 0.0, "{na} differs after resume");
+    for kind in [Kind::Float, Kind::BFloat16] {
+        let straight = temp_dir("straight");
+        train_in(kind, &data, &straight, trainer_config(3), false, None);
+        let resumed = temp_dir("resumed");
+        train_in(kind, &data, &resumed, trainer_config(3), false, Some(1)); // "killed" after epoch 1
+        assert!(!resumed.join("ldctq.json").exists());
+        let later = train_in(kind, &data, &resumed, trainer_config(3), true, None);
+        assert_eq!(later.len(), 2, "resume should run epochs 2 and 3 only");
+        let (a, b) =
+            (weights(&straight.join("folds/fold-1/last")), weights(&resumed.join("folds/fold-1/last")));
+        assert_eq!(a.len(), b.len());
+        for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+            assert_eq!(na, nb);
+            assert_eq!(common::max_abs_diff(ta, tb), 0.0, "{kind:?}: {na} differs after resume");
+        }
+        // The chosen model loads as a model folder.
+        QualityModel::load(&resumed, Placement::default()).unwrap();
     }
-    // The chosen model loads as a model folder.
-    QualityModel::load(&resumed, Placement::default()).unwrap();
 }
 
 #[test]
@@ -215,4 +232,36 @@ fn dataset_errors_name_the_missing_files() {
     assert!(Dataset::open(&csv).unwrap_err().to_string().contains("nope.tif"));
     std::fs::write(&csv, "path,score\nimage/0000.tif,7.5\n").unwrap();
     assert!(Dataset::open(&csv).unwrap_err().to_string().contains("outside [0, 4]"));
+}
+
+/// A bf16 parameter trained with steps far below its resolution: AdamW's f32 master copy adds them up
+/// (pure bf16 would round every one away), and a restored optimizer continues bit for bit.
+#[test]
+fn adamw_keeps_f32_master_weights_for_bf16_parameters() {
+    let run = |opt: &mut AdamW, p: &Tensor, steps: usize| {
+        for _ in 0..steps {
+            opt.zero_grad();
+            p.to_kind(Kind::Float).sum(Kind::Float).backward(); // gradient 1 everywhere
+            opt.step(1e-3); // Adam moves each weight by about lr = 1e-3; bf16's step near 1 is 2^-8..2^-7
+        }
+    };
+    let p = Tensor::ones([4], (Kind::BFloat16, tch::Device::Cpu)).set_requires_grad(true);
+    let mut opt = AdamW::new(vec![("p".into(), p.shallow_clone())], 0.0);
+    run(&mut opt, &p, 100);
+    let v = p.double_value(&[0]);
+    assert!((v - 0.9).abs() < 0.006, "100 steps of 1e-3 from 1 should reach about 0.9 (bf16), got {v}");
+    let state: std::collections::HashMap<String, Tensor> = opt.state().into_iter().collect();
+    let master = state.get("w.p").expect("the master copy is saved with the moments");
+    assert_eq!(master.kind(), Kind::Float);
+    assert!((master.double_value(&[0]) - 0.9).abs() < 1e-3);
+    // Resume: a new optimizer over a copy of the parameter, restored from the state, takes the same steps.
+    let q = p.detach().copy().set_requires_grad(true);
+    let mut resumed = AdamW::new(vec![("p".into(), q.shallow_clone())], 0.0);
+    resumed.load_state(&state, opt.step).unwrap();
+    run(&mut opt, &p, 50);
+    run(&mut resumed, &q, 50);
+    assert_eq!(common::max_abs_diff(&p, &q), 0.0);
+    // f32 parameters have no master copy.
+    let f = Tensor::ones([2], tch::kind::FLOAT_CPU).set_requires_grad(true);
+    assert!(AdamW::new(vec![("f".into(), f)], 0.0).state().iter().all(|(k, _)| !k.starts_with("w.")));
 }

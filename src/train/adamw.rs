@@ -1,15 +1,21 @@
 //! AdamW (decoupled weight decay, as `torch.optim.AdamW`) with state we can save and restore, so a
 //! resumed run continues exactly where it stopped.
+//!
+//! Moments are f32. Parameters held in bf16 or f16 get an f32 master copy: the update is applied to
+//! the master and the parameter is its rounding, so steps smaller than the parameter's resolution (a
+//! bf16 weight near 1 moves in steps of 2^-7) add up instead of being rounded away.
 use crate::error::Result;
 use std::collections::HashMap;
 use tch::{Kind, Tensor};
 
-/// One trainable tensor and its moment estimates (f32).
+/// One trainable tensor, its moment estimates (f32) and, for a reduced-precision tensor, its f32
+/// master copy.
 struct Slot {
     name: String,
     param: Tensor,
     m: Tensor,
     v: Tensor,
+    master: Option<Tensor>,
 }
 
 /// AdamW over named parameters.
@@ -31,7 +37,9 @@ impl AdamW {
             .into_iter()
             .map(|(name, param)| {
                 let m = param.zeros_like().to_kind(Kind::Float);
-                Slot { name, v: m.zeros_like(), m, param }
+                let reduced = matches!(param.kind(), Kind::BFloat16 | Kind::Half);
+                let master = reduced.then(|| tch::no_grad(|| param.to_kind(Kind::Float)));
+                Slot { name, v: m.zeros_like(), m, param, master }
             })
             .collect();
         Self { slots, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay, step: 0 }
@@ -55,29 +63,39 @@ impl AdamW {
                     continue;
                 }
                 let g = g.to_kind(Kind::Float);
-                let p = s.param.to_kind(Kind::Float) * (1.0 - lr * self.weight_decay);
+                let p = match &s.master {
+                    Some(w) => w * (1.0 - lr * self.weight_decay),
+                    None => s.param.to_kind(Kind::Float) * (1.0 - lr * self.weight_decay),
+                };
                 s.m.copy_(&(&s.m * self.beta1 + &g * (1.0 - self.beta1)));
                 s.v.copy_(&(&s.v * self.beta2 + g.square() * (1.0 - self.beta2)));
                 let update = (&s.m / c1) / ((&s.v / c2).sqrt() + self.eps);
-                s.param.copy_(&(p - update * lr));
+                let p = p - update * lr;
+                if let Some(w) = &mut s.master {
+                    w.copy_(&p);
+                }
+                s.param.copy_(&p); // rounds to the parameter's kind
             }
         });
     }
 
-    /// The moment estimates, named `m.<param>` / `v.<param>`.
+    /// The moment estimates and master weights, named `m.<param>`, `v.<param>` and `w.<param>`.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         self.slots
             .iter()
             .flat_map(|s| {
+                let master = s.master.as_ref().map(|w| (format!("w.{}", s.name), w.shallow_clone()));
                 [
-                    (format!("m.{}", s.name), s.m.shallow_clone()),
-                    (format!("v.{}", s.name), s.v.shallow_clone()),
+                    Some((format!("m.{}", s.name), s.m.shallow_clone())),
+                    Some((format!("v.{}", s.name), s.v.shallow_clone())),
+                    master,
                 ]
             })
+            .flatten()
             .collect()
     }
 
-    /// Restores moments saved by [`AdamW::state`] and the step count.
+    /// Restores moments (and master weights) saved by [`AdamW::state`] and the step count.
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>, step: i64) -> Result<()> {
         tch::no_grad(|| -> Result<()> {
             for s in &mut self.slots {
@@ -87,6 +105,14 @@ impl AdamW {
                         problems: vec![format!("missing optimizer state {key}")],
                     })?;
                     dst.f_copy_(src)?;
+                }
+                // A checkpoint without master weights (written before they existed) starts them from
+                // the parameter.
+                if let Some(w) = &mut s.master {
+                    match state.get(&format!("w.{}", s.name)) {
+                        Some(src) => w.f_copy_(src)?,
+                        None => w.f_copy_(&s.param)?,
+                    };
                 }
             }
             Ok(())
