@@ -22,6 +22,14 @@ pub fn parse_device(s: &str) -> Result<Device> {
     }
 }
 
+/// The `--device` value [`parse_device`] reads back as `device`.
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".into(),
+    }
+}
+
 /// `f32`, `bf16` or `f16` (aliases `float32`, `bfloat16`, `float16`).
 pub fn parse_kind(s: &str) -> Result<Kind> {
     match s.trim().to_ascii_lowercase().as_str() {

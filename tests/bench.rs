@@ -63,7 +63,7 @@ fn plugin(rel: &str) -> PathBuf {
     dir.join(format!("lib{}.so", rel.replace('/', "_")))
 }
 
-/// The two plugin hosts: this process, and a worker process per plugin state (`ldctq plugin-worker`).
+/// The two plugin hosts: this process, and a worker process per denoiser (`ldctq denoiser-worker`).
 fn hosts() -> [PluginHost; 2] {
     [
         PluginHost::InProcess,
@@ -354,7 +354,7 @@ fn crashing_plugins_are_errors_in_a_worker_and_the_others_go_on() {
 /// The worker's protocol without a process: a request answered like the in-process call, a failing call
 /// answered with its error, EOF a clean end, an absurd request size an I/O error.
 #[test]
-fn plugin_worker_protocol() {
+fn denoiser_worker_protocol() {
     use denoise::isolated::serve;
     let request = |dims: [u64; 3], values: &[f32]| {
         let mut bytes: Vec<u8> = dims.iter().flat_map(|d| d.to_le_bytes()).collect();
@@ -366,7 +366,7 @@ fn plugin_worker_protocol() {
     let mut input = request([2, 5, 7], &x);
     input.extend(request([1, 2, 2], &[0.5, f32::NAN, 0.5, 0.5]));
     let mut output = Vec::new();
-    serve(&path, Some(r#"{"sigma":1.3}"#), &mut input.as_slice(), &mut output).unwrap();
+    serve(&spec(&path, Some(r#"{"sigma":1.3}"#)), Device::Cpu, &mut input.as_slice(), &mut output).unwrap();
     // Hello: tag 0, u32 length, the info as JSON.
     assert_eq!(output[0], 0);
     let len = u32::from_le_bytes(output[1..5].try_into().unwrap()) as usize;
@@ -379,17 +379,20 @@ fn plugin_worker_protocol() {
         rest[1..1 + 4 * x.len()].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
     let mut direct = denoise::PluginDenoiser::load(&path, Some(r#"{"sigma":1.3}"#)).unwrap();
     assert_eq!(got, direct.denoise_raw(&x, [2, 5, 7]).unwrap());
-    // The gaussian plugin passes NaN through: the host's check, not the worker, reports it, so the
-    // second reply is data too; the stream then ends cleanly at EOF.
+    // The gaussian plugin passes NaN through: the worker's checks (those of the in-process host) make
+    // the second reply an error; the stream then ends cleanly at EOF.
     let second = &rest[1 + 4 * x.len()..];
-    assert_eq!((second[0], second.len()), (0, 1 + 16));
+    let len = u32::from_le_bytes(second[1..5].try_into().unwrap()) as usize;
+    let e: DenoiseError = serde_json::from_slice(&second[5..5 + len]).unwrap();
+    assert_eq!((second[0], e.kind, second.len()), (1, ErrorKind::NonFinite, 5 + len));
     // A request of 2^40 x 2^40 values is refused before any allocation.
     let mut out = Vec::new();
-    let e = serve(&path, None, &mut request([1 << 40, 1 << 40, 1], &[]).as_slice(), &mut out).unwrap_err();
+    let huge = request([1 << 40, 1 << 40, 1], &[]);
+    let e = serve(&spec(&path, None), Device::Cpu, &mut huge.as_slice(), &mut out).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
     // A plugin that fails to load: the hello is its error.
     let mut out = Vec::new();
-    serve(&plugin("bad/wrong_abi"), None, &mut [].as_slice(), &mut out).unwrap();
+    serve(&spec(&plugin("bad/wrong_abi"), None), Device::Cpu, &mut [].as_slice(), &mut out).unwrap();
     let len = u32::from_le_bytes(out[1..5].try_into().unwrap()) as usize;
     let e: DenoiseError = serde_json::from_slice(&out[5..5 + len]).unwrap();
     assert_eq!((out[0], e.kind), (1, ErrorKind::Abi));
@@ -897,15 +900,20 @@ fn torchscript_denoisers_run_and_wrong_shapes_are_errors() {
     assert_eq!(e.kind, ErrorKind::Load);
     assert!(e.to_string().contains("junk.pt"), "{e}");
 
-    // In a benchmark.
-    let specs = vec![spec(&scripted, None), spec(&bad, None)];
+    // In a benchmark, in this process and in worker processes: the same scores and errors.
+    let specs = vec![spec(&scripted, None), spec(&bad, None), spec(&dir.join("junk.pt"), None)];
     let o = BenchOptions { limit: Some(4), ..opts() };
-    let run = run_specs(&specs, &PluginHost::InProcess, &o);
-    assert!(run.methods.iter().find(|m| m.name == "cnn").unwrap().ok());
-    assert_eq!(
-        run.methods.iter().find(|m| m.name == "crop").unwrap().error.as_ref().unwrap().kind,
-        ErrorKind::WrongSize
-    );
+    let [here, isolated] = hosts().map(|host| run_specs(&specs, &host, &o));
+    for run in [&here, &isolated] {
+        assert!(run.methods.iter().find(|m| m.name == "cnn").unwrap().ok());
+        let error = |name: &str| run.methods.iter().find(|m| m.name == name).unwrap().error.clone().unwrap();
+        assert_eq!(error("crop").kind, ErrorKind::WrongSize);
+        assert_eq!(error("junk").kind, ErrorKind::Load);
+        assert!(!error("junk").message.contains("frame #"), "libtorch's backtrace is cut");
+    }
+    for (a, b) in here.methods.iter().zip(&isolated.methods) {
+        assert_eq!((&a.name, &a.scores, &a.error), (&b.name, &b.scores, &b.error));
+    }
 }
 
 fn bench_cli(out: &Path, extra_env: &[(&str, &str)]) -> std::process::Output {

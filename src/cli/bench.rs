@@ -60,12 +60,13 @@ pub struct Args {
     /// Exit with an error when a denoiser failed (the reports are written first).
     #[arg(long)]
     strict: bool,
-    /// Call C plugins in this process (faster start; a plugin that crashes takes ldctq down). By default
-    /// each plugin runs in its own worker process, where a crash is reported like any other failure.
+    /// Run C plugins and TorchScript modules in this process (faster start; one that crashes takes ldctq
+    /// down). By default each runs in its own worker process, where a crash is reported like any other
+    /// failure.
     #[arg(long)]
     in_process_plugins: bool,
-    /// Kill an isolated plugin that takes longer than this many seconds to load or to denoise one batch
-    /// (it is then reported as failed and the others go on). Default: no limit.
+    /// Kill an isolated plugin or module that takes longer than this many seconds to load or to denoise
+    /// one batch (it is then reported as failed and the others go on). Default: no limit.
     #[arg(long, value_name = "SECONDS")]
     plugin_timeout: Option<f64>,
     #[command(flatten)]

@@ -34,9 +34,14 @@ enum Command {
     Eval(eval::Args),
     /// Benchmark denoisers (C plugins, TorchScript, built-ins) by the no-reference score on a data set.
     Bench(bench::Args),
-    /// Serve one C plugin over stdin/stdout for an isolated `bench` (started by ldctq itself).
-    #[command(name = "plugin-worker", hide = true)]
-    PluginWorker { path: std::path::PathBuf, config: String },
+    /// Serve one denoiser (a --denoiser spec) over stdin/stdout for an isolated `bench` (started by
+    /// ldctq itself).
+    #[command(name = "denoiser-worker", hide = true)]
+    DenoiserWorker {
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        spec: String,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -48,8 +53,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::PluginWorker { path, config } => {
-            Ok(ldctq::denoise::isolated::serve_stdio(&path, Some(&config))?)
+        Command::DenoiserWorker { device, spec } => {
+            Ok(ldctq::denoise::isolated::serve_stdio(&spec, ldctq::device::parse_device(&device)?)?)
         }
     }
 }

@@ -1,31 +1,36 @@
-//! C plugins in a child process: a plugin that crashes (segfault, abort, `exit`) becomes a
-//! [`DenoiseError`] of kind [`ErrorKind::Crashed`] and the benchmark of the others goes on.
+//! Denoisers loaded from files (C plugins, TorchScript modules) in a child process: one that crashes
+//! (segfault, abort, `exit`) becomes a [`DenoiseError`] of kind [`ErrorKind::Crashed`] and the
+//! benchmark of the others goes on.
 //!
-//! The host starts `WORKER plugin-worker PATH CONFIG`; the `ldctq` binary is such a worker (its hidden
-//! `plugin-worker` command calls [`serve_stdio`]). The worker loads the plugin with [`PluginDenoiser`],
-//! so every check of the in-process host applies, and answers over its stdin and stdout; what the plugin
-//! prints to stdout goes to stderr, which the worker shares with the host. Outputs are bit-identical to
-//! the in-process host's (the same code runs on the same values).
+//! The host starts `WORKER denoiser-worker --device DEVICE -- SPEC`; the `ldctq` binary is such a worker
+//! (its hidden `denoiser-worker` command calls [`serve_stdio`]). The worker loads the `--denoiser` spec
+//! as the in-process host does and runs every batch through [`denoise_checked`], so every check applies
+//! and the outputs and errors are bit-identical to the in-process host's. It answers over its stdin
+//! and stdout; what the denoiser prints to stdout goes to stderr, which the worker shares with the
+//! host.
 //!
-//! Protocol, little-endian. The worker first sends a reply holding the plugin's [`DenoiserInfo`] or its
-//! load error. Then, for each request (`n`, `h`, `w` as three u64, then `n*h*w` f32 values), a reply
-//! holding `n*h*w` f32 values or an error. A reply is a tag byte, 0 (ok) or 1 (error); JSON (the info
-//! and errors) follows as a u32 byte count and the bytes. The worker exits when its stdin closes.
+//! Protocol, little-endian. The worker first sends a reply holding the denoiser's [`DenoiserInfo`] or
+//! its load error. Then, for each request (`n`, `h`, `w` as three u64, then `n*h*w` f32 values), a
+//! reply holding `n*h*w` f32 values or an error. A reply is a tag byte, 0 (ok) or 1 (error); JSON (the
+//! info and errors) follows as a u32 byte count and the bytes. The worker exits when its stdin closes.
 //!
-//! With a timeout, a worker that has not loaded the plugin, or answered a batch, in that time is
-//! killed and the plugin reported as [`ErrorKind::Timeout`].
+//! With a timeout, a worker that has not loaded the denoiser, or answered a batch, in that time is
+//! killed and the denoiser reported as [`ErrorKind::Timeout`].
 use super::plugin::host_batch;
-use super::{DenoiseError, Denoiser, DenoiserInfo, ErrorKind, PluginDenoiser};
+use super::{
+    denoise_checked, DenoiseError, Denoiser, DenoiserInfo, DenoiserSpec, ErrorKind, PluginHost, SpecKind,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+use tch::Device;
 use tch::Tensor;
 
-/// The worker's command word: `WORKER plugin-worker PATH CONFIG`.
-pub const WORKER_COMMAND: &str = "plugin-worker";
+/// The worker's command word: `WORKER denoiser-worker --device DEVICE -- SPEC`.
+pub const WORKER_COMMAND: &str = "denoiser-worker";
 
 /// Largest batch a worker accepts, in values (4 GiB of f32): a bound on a corrupt request.
 const MAX_VALUES: u64 = 1 << 30;
@@ -33,8 +38,8 @@ const MAX_VALUES: u64 = 1 << 30;
 const OK: u8 = 0;
 const FAILED: u8 = 1;
 
-/// One plugin state in its own worker process (see the module docs).
-pub struct IsolatedPlugin {
+/// One denoiser (a plugin state, a module) in its own worker process (see the module docs).
+pub struct IsolatedDenoiser {
     child: Child,
     /// `None` once closed (the worker then exits).
     requests: Option<BufWriter<ChildStdin>>,
@@ -86,28 +91,32 @@ impl Read for Replies {
     }
 }
 
-impl std::fmt::Debug for IsolatedPlugin {
+impl std::fmt::Debug for IsolatedDenoiser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IsolatedPlugin").field("plugin", &self.who).field("pid", &self.child.id()).finish()
+        f.debug_struct("IsolatedDenoiser").field("plugin", &self.who).field("pid", &self.child.id()).finish()
     }
 }
 
-impl IsolatedPlugin {
-    /// Starts `worker` on the plugin at `path` with `config` (a JSON object; `{}` when `None`) and waits
-    /// for it to load the plugin: load, ABI and `create` failures are the in-process host's errors, a
-    /// crash while loading is [`ErrorKind::Crashed`]. With `timeout`, loading and each batch must
-    /// finish within it (on Unix).
+impl IsolatedDenoiser {
+    /// Starts `worker` on `spec` (TorchScript modules onto `device`) and waits for it to load the
+    /// denoiser: load, ABI and `create` failures are the in-process host's errors, a crash while
+    /// loading is [`ErrorKind::Crashed`]. With `timeout`, loading and each batch must finish within it
+    /// (on Unix).
     pub fn spawn(
         worker: &Path,
-        path: &Path,
-        config: Option<&str>,
+        spec: &DenoiserSpec,
+        device: Device,
         timeout: Option<Duration>,
     ) -> Result<Self, DenoiseError> {
-        let who = format!("plugin {}", path.display());
+        let who = match &spec.kind {
+            SpecKind::Plugin { path, .. } => format!("plugin {}", path.display()),
+            SpecKind::TorchScript { path } => format!("torchscript {}", path.display()),
+            SpecKind::Builtin { name, .. } => format!("builtin {name}"),
+        };
         let mut child = Command::new(worker)
             .arg(WORKER_COMMAND)
-            .arg(path)
-            .arg(config.unwrap_or("{}"))
+            .args(["--device", &crate::device::device_name(device), "--"])
+            .arg(&spec.text)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -128,7 +137,7 @@ impl IsolatedPlugin {
                 Ok(this)
             }
             Ok(Err(e)) => Err(e),
-            Err(e) => Err(this.died(e, "while loading the plugin")),
+            Err(e) => Err(this.died(e, "while loading")),
         }
     }
 
@@ -153,9 +162,7 @@ impl IsolatedPlugin {
             return DenoiseError::new(
                 self.who.clone(),
                 ErrorKind::Timeout,
-                format!(
-                    "the plugin did not finish within the timeout of {secs} s {doing}; its worker was killed"
-                ),
+                format!("it did not finish within the timeout of {secs} s {doing}; its worker was killed"),
             );
         }
         let how = match wait_or_kill(&mut self.child, Duration::from_secs(5)) {
@@ -165,12 +172,12 @@ impl IsolatedPlugin {
         DenoiseError::new(
             self.who.clone(),
             ErrorKind::Crashed,
-            format!("the plugin's worker process {how} {doing} (see its messages on stderr)"),
+            format!("its worker process {how} {doing} (see its messages on stderr)"),
         )
     }
 }
 
-impl Denoiser for IsolatedPlugin {
+impl Denoiser for IsolatedDenoiser {
     fn info(&self) -> DenoiserInfo {
         self.info.clone()
     }
@@ -185,7 +192,7 @@ impl Denoiser for IsolatedPlugin {
     }
 }
 
-impl Drop for IsolatedPlugin {
+impl Drop for IsolatedDenoiser {
     fn drop(&mut self) {
         self.requests = None; // EOF: the worker destroys the state and exits
         let _ = wait_or_kill(&mut self.child, Duration::from_secs(10));
@@ -231,22 +238,18 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
-/// The worker: loads the plugin, sends its info (or the load error), then answers requests from `input`
-/// until it closes. I/O errors end the worker; a failing plugin call is a reply.
-pub fn serve(
-    path: &Path,
-    config: Option<&str>,
-    input: &mut impl Read,
-    output: &mut impl Write,
-) -> io::Result<()> {
-    let mut plugin = match PluginDenoiser::load(path, config) {
-        Ok(p) => {
-            write_json(output, OK, &p.info())?;
-            p
+/// The worker: loads `spec` (TorchScript modules onto `device`), sends its info (or the load error),
+/// then answers requests from `input` until it closes. I/O errors end the worker; a failing batch is a
+/// reply.
+pub fn serve(spec: &str, device: Device, input: &mut impl Read, output: &mut impl Write) -> io::Result<()> {
+    let loaded = DenoiserSpec::parse(spec).and_then(|s| s.load(device, &PluginHost::InProcess));
+    let mut denoiser = match loaded {
+        Ok(d) => {
+            write_json(output, OK, &d.info())?;
+            d
         }
         Err(e) => return write_json(output, FAILED, &e),
     };
-    output.flush()?;
     loop {
         let mut head = [0u8; 24];
         match input.read_exact(&mut head) {
@@ -260,11 +263,14 @@ pub fn serve(
         let Some(total) = total else {
             return Err(io::Error::new(io::ErrorKind::InvalidData, format!("request of {dims:?} values")));
         };
-        let values = read_f32s(input, total as usize)?;
-        match plugin.denoise_raw(&values, dims.map(|d| d as i64)) {
-            Ok(out) => {
+        let [n, h, w] = dims.map(|d| d as i64);
+        let x = Tensor::from_slice(&read_f32s(input, total as usize)?).view([n, 1, h, w]);
+        let out = denoise_checked(denoiser.as_mut(), &x)
+            .and_then(|y| host_batch(&y, &denoiser.info().label()).map(|(values, _)| values));
+        match out {
+            Ok(values) => {
                 output.write_all(&[OK])?;
-                write_f32s(output, &out)?;
+                write_f32s(output, &values)?;
             }
             Err(e) => write_json(output, FAILED, &e)?,
         }
@@ -273,8 +279,8 @@ pub fn serve(
 }
 
 /// [`serve`] on this process's stdin and stdout. The protocol keeps a private copy of stdout and fd 1
-/// becomes stderr, so that what the plugin prints cannot corrupt the replies.
-pub fn serve_stdio(path: &Path, config: Option<&str>) -> io::Result<()> {
+/// becomes stderr, so that what the denoiser prints cannot corrupt the replies.
+pub fn serve_stdio(spec: &str, device: Device) -> io::Result<()> {
     let mut input = BufReader::new(io::stdin().lock());
     #[cfg(unix)]
     {
@@ -285,10 +291,10 @@ pub fn serve_stdio(path: &Path, config: Option<&str>) -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
         let mut output = BufWriter::new(unsafe { std::fs::File::from_raw_fd(proto) });
-        serve(path, config, &mut input, &mut output)
+        serve(spec, device, &mut input, &mut output)
     }
     #[cfg(not(unix))]
-    serve(path, config, &mut input, &mut BufWriter::new(io::stdout().lock()))
+    serve(spec, device, &mut input, &mut BufWriter::new(io::stdout().lock()))
 }
 
 fn write_json(out: &mut impl Write, tag: u8, value: &impl Serialize) -> io::Result<()> {

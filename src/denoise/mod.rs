@@ -16,10 +16,11 @@
 //! * `path/to/model.pt` (`.pt`, `.pth`, `.ts`): a TorchScript module;
 //! * any of them prefixed by `LABEL=` to name the method in reports (`smooth2=gaussian:{"sigma":2}`).
 //!
-//! # Where C plugins run
-//! [`PluginHost::InProcess`] calls a plugin in this process; [`PluginHost::Isolated`] runs each plugin
-//! state in a worker process ([`isolated`]), so that a plugin that crashes is reported like any other
-//! failure. `ldctq bench` isolates plugins unless told `--in-process-plugins`.
+//! # Where denoisers from files run
+//! [`PluginHost::InProcess`] calls C plugins and TorchScript modules in this process;
+//! [`PluginHost::Isolated`] runs each one in a worker process ([`isolated`]), so that one that crashes
+//! is reported like any other failure. `ldctq bench` isolates them unless told `--in-process-plugins`.
+//! Built-ins always run in process.
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -31,7 +32,7 @@ pub mod plugin;
 pub mod torchscript;
 
 pub use builtin::{Gaussian, Identity, Median};
-pub use isolated::IsolatedPlugin;
+pub use isolated::IsolatedDenoiser;
 pub use plugin::{PluginDenoiser, ABI_MAJOR, ABI_MINOR, ENTRY_POINT};
 pub use torchscript::TorchScriptDenoiser;
 
@@ -59,9 +60,9 @@ pub enum ErrorKind {
     WrongSize,
     /// libtorch raised an error while running the denoiser.
     Torch,
-    /// An isolated plugin's worker process died (segfault, abort, exit).
+    /// An isolated denoiser's worker process died (segfault, abort, exit).
     Crashed,
-    /// An isolated plugin did not load or denoise a batch within its timeout (its worker was killed).
+    /// An isolated denoiser did not load or denoise a batch within its timeout (its worker was killed).
     Timeout,
 }
 
@@ -291,17 +292,19 @@ impl DenoiserSpec {
         Ok(Self { text: text.to_string(), label, kind })
     }
 
-    /// Loads the denoiser (TorchScript modules onto `device`, C plugins where `host` says).
+    /// Loads the denoiser (TorchScript modules onto `device`; plugins and modules where `host` says).
     pub fn load(&self, device: Device, host: &PluginHost) -> Result<Box<dyn Denoiser>, DenoiseError> {
-        Ok(match &self.kind {
-            SpecKind::Builtin { name, config } => builtin::from_name(name, config.as_deref())?,
-            SpecKind::Plugin { path, config } => match host {
-                PluginHost::InProcess => Box::new(PluginDenoiser::load(path, config.as_deref())?),
-                PluginHost::Isolated { worker, timeout } => {
-                    Box::new(IsolatedPlugin::spawn(worker, path, config.as_deref(), *timeout)?)
-                }
-            },
-            SpecKind::TorchScript { path } => Box::new(TorchScriptDenoiser::load(path, device)?),
+        Ok(match (&self.kind, host) {
+            (SpecKind::Builtin { name, config }, _) => builtin::from_name(name, config.as_deref())?,
+            (_, PluginHost::Isolated { worker, timeout }) => {
+                Box::new(IsolatedDenoiser::spawn(worker, self, device, *timeout)?)
+            }
+            (SpecKind::Plugin { path, config }, PluginHost::InProcess) => {
+                Box::new(PluginDenoiser::load(path, config.as_deref())?)
+            }
+            (SpecKind::TorchScript { path }, PluginHost::InProcess) => {
+                Box::new(TorchScriptDenoiser::load(path, device)?)
+            }
         })
     }
 
@@ -320,15 +323,15 @@ impl DenoiserSpec {
     }
 }
 
-/// Where C plugins run.
+/// Where C plugins and TorchScript modules run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum PluginHost {
-    /// In this process: no start-up cost, but a plugin that crashes takes the process down.
+    /// In this process: no start-up cost, but one that crashes takes the process down.
     #[default]
     InProcess,
-    /// Each plugin state in a worker process started from `worker` (the `ldctq` binary; see
-    /// [`isolated`]): a crash is a [`DenoiseError`] of kind [`ErrorKind::Crashed`]. With `timeout`,
-    /// loading and each batch must finish within it ([`ErrorKind::Timeout`]).
+    /// Each in a worker process started from `worker` (the `ldctq` binary; see [`isolated`]): a crash
+    /// is a [`DenoiseError`] of kind [`ErrorKind::Crashed`]. With `timeout`, loading and each batch
+    /// must finish within it ([`ErrorKind::Timeout`]).
     Isolated { worker: std::path::PathBuf, timeout: Option<std::time::Duration> },
 }
 

@@ -23,7 +23,7 @@ impl TorchScriptDenoiser {
         }
         let sha256 = sha256_file(path).map_err(|e| err(format!("cannot read: {e}")))?;
         let mut module = CModule::load_on_device(path, device)
-            .map_err(|e| err(format!("cannot load TorchScript module: {e}")))?;
+            .map_err(|e| err(format!("cannot load TorchScript module: {}", without_backtrace(&e))))?;
         module.set_eval();
         Ok(Self { module, path: path.to_path_buf(), device, sha256 })
     }
@@ -44,7 +44,19 @@ impl Denoiser for TorchScriptDenoiser {
     fn denoise(&mut self, images: &Tensor) -> Result<Tensor, DenoiseError> {
         let x = images.to_device(self.device).to_kind(Kind::Float);
         tch::no_grad(|| self.module.forward_ts(&[x])).map_err(|e| {
-            DenoiseError::new(self.info().label(), ErrorKind::Torch, format!("forward failed: {e}"))
+            DenoiseError::new(
+                self.info().label(),
+                ErrorKind::Torch,
+                format!("forward failed: {}", without_backtrace(&e)),
+            )
         })
     }
+}
+
+/// libtorch's message without the C++ backtrace it appends ("Exception raised from ...", frame
+/// addresses): what the user needs, and the same in every process.
+fn without_backtrace(e: &tch::TchError) -> String {
+    let text = e.to_string();
+    let cut = ["\nException raised from", "\nframe #"].iter().filter_map(|m| text.find(m)).min();
+    text[..cut.unwrap_or(text.len())].trim_end().to_string()
 }
