@@ -86,6 +86,8 @@ pub struct ImageRecord {
     pub views: Option<i64>,
     /// Anatomy from the set's `meta.json` (e.g. chest, abdomen, neuro), when present.
     pub anatomy: Option<String>,
+    /// The HU window of this image's PSNR and SSIM.
+    pub window: (f64, f64),
     pub has_reference: bool,
 }
 
@@ -170,13 +172,17 @@ pub struct BenchRun {
     pub methods: Vec<MethodRun>,
     pub timing: Timing,
     pub window: (f64, f64),
-    pub anatomy_windows: bool,
 }
 
 /// ldct-benchmark's per-anatomy HU windows `(center, width)` of PSNR and SSIM (its chest, abdomen and
 /// neuro test patients).
 pub const ANATOMY_WINDOWS: [(&str, (f64, f64)); 3] =
     [("abdomen", (50.0, 400.0)), ("chest", (-600.0, 1500.0)), ("neuro", (40.0, 80.0))];
+
+/// The window of `anatomy` in [`ANATOMY_WINDOWS`].
+pub fn anatomy_window(anatomy: &str) -> Option<(f64, f64)> {
+    ANATOMY_WINDOWS.iter().find(|(name, _)| *name == anatomy).map(|(_, w)| *w)
+}
 
 /// What a `meta.json` says of an image, each part when known.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -289,24 +295,12 @@ pub fn ssim(x: &Tensor, reference: &Tensor) -> Tensor {
     if k % 2 == 0 {
         k -= 1;
     }
-    let r = k / 2;
-    let taps: Vec<f64> = (-r..=r).map(|i| (-0.5 * (i * i) as f64 / (1.5 * 1.5)).exp()).collect();
-    let sum: f64 = taps.iter().sum();
-    let taps: Vec<f64> = taps.iter().map(|t| t / sum).collect();
     let dev = x.device();
-    let g = Tensor::from_slice(&taps).to_device(dev);
     let x = x.to_kind(Kind::Double);
     let y = reference.to_kind(Kind::Double).to_device(dev);
     let n = x.size()[0];
     let maps = Tensor::cat(&[&x, &y, &(&x * &x), &(&y * &y), &(&x * &y)], 0); // (5N, 1, H, W)
-    let filtered = maps.conv2d(&g.view([1, 1, 1, k]), None::<Tensor>, [1, 1], [0, 0], [1, 1], 1).conv2d(
-        &g.view([1, 1, k, 1]),
-        None::<Tensor>,
-        [1, 1],
-        [0, 0],
-        [1, 1],
-        1,
-    );
+    let filtered = gaussian_filter(k, 1.5, dev)(&maps);
     let parts = filtered.split(n, 0);
     let (mx, my, mxx, myy, mxy) = (&parts[0], &parts[1], &parts[2], &parts[3], &parts[4]);
     let (c1, c2) = (0.01f64.powi(2), 0.03f64.powi(2));
@@ -348,24 +342,7 @@ pub fn vif(x: &Tensor, reference: &Tensor, sigma_n_sq: f64) -> Option<Tensor> {
     let (mut num, mut den) = (Tensor::zeros([n], opts), Tensor::zeros([n], opts));
     for scale in 0..4 {
         let k = (1i64 << (4 - scale)) + 1; // 17, 9, 5, 3
-        let sigma = k as f64 / 5.0;
-        // The normalised 2-D Gaussian is the outer product of the normalised 1-D one: two passes.
-        let taps: Vec<f64> = (0..k)
-            .map(|i| (-(i as f64 - (k - 1) as f64 / 2.0).powi(2) / (2.0 * sigma * sigma)).exp())
-            .collect();
-        let sum: f64 = taps.iter().sum();
-        let g = Tensor::from_slice(&taps.iter().map(|t| t / sum).collect::<Vec<_>>()).to_device(dev);
-        let (gx, gy) = (g.view([1, 1, 1, k]), g.view([1, 1, k, 1]));
-        let filter = |t: &Tensor| {
-            t.conv2d(&gx, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1).conv2d(
-                &gy,
-                None::<Tensor>,
-                [1, 1],
-                [0, 0],
-                [1, 1],
-                1,
-            )
-        };
+        let filter = gaussian_filter(k, k as f64 / 5.0, dev);
         if scale > 0 {
             r = filter(&r).slice(2, 0, None, 2).slice(3, 0, None, 2);
             d = filter(&d).slice(2, 0, None, 2).slice(3, 0, None, 2);
@@ -398,6 +375,26 @@ pub fn vif(x: &Tensor, reference: &Tensor, sigma_n_sq: f64) -> Option<Tensor> {
         den += (&var_r / sigma_n_sq + 1.0).log10().sum_dim_intlist(dims, false, Kind::Double);
     }
     Some(num / den)
+}
+
+/// Valid (unpadded) filtering of `(N, 1, H, W)` f64 images with the normalised `k x k` Gaussian of
+/// `sigma`, as two 1-D passes (the 2-D Gaussian is the outer product of the 1-D one).
+fn gaussian_filter(k: i64, sigma: f64, dev: Device) -> impl Fn(&Tensor) -> Tensor {
+    let taps: Vec<f64> =
+        (0..k).map(|i| (-(i as f64 - (k - 1) as f64 / 2.0).powi(2) / (2.0 * sigma * sigma)).exp()).collect();
+    let sum: f64 = taps.iter().sum();
+    let g = Tensor::from_slice(&taps.iter().map(|t| t / sum).collect::<Vec<_>>()).to_device(dev);
+    let (gx, gy) = (g.view([1, 1, 1, k]), g.view([1, 1, k, 1]));
+    move |t: &Tensor| {
+        t.conv2d(&gx, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1).conv2d(
+            &gy,
+            None::<Tensor>,
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            1,
+        )
+    }
 }
 
 fn to_vec(t: &Tensor) -> Result<Vec<f64>> {
@@ -433,32 +430,27 @@ pub fn run(
         .map(|s| {
             let name = s.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let ImageMeta { dose, views, anatomy } = meta.get(&name).cloned().unwrap_or_default();
-            ImageRecord {
-                file: s.path.strip_prefix(&data.root).unwrap_or(&s.path).display().to_string(),
+            let file = s.path.strip_prefix(&data.root).unwrap_or(&s.path).display().to_string();
+            let window = match (&anatomy, opts.anatomy_windows) {
+                (Some(a), true) => anatomy_window(a).ok_or_else(|| {
+                    let names = ANATOMY_WINDOWS.map(|(n, _)| n).join(", ");
+                    Error::InvalidInput(format!(
+                        "{}: anatomy {a:?} of {file} has no window (known: {names})",
+                        data.root.join("meta.json").display(),
+                    ))
+                })?,
+                _ => opts.window,
+            };
+            Ok(ImageRecord {
+                file,
                 frame: s.frame,
                 label: s.label,
                 dose,
                 views,
                 anatomy,
+                window,
                 has_reference: s.reference.is_some(),
-            }
-        })
-        .collect();
-    // The window of PSNR and SSIM per image.
-    let windows: Vec<(f64, f64)> = images
-        .iter()
-        .map(|r| match (&r.anatomy, opts.anatomy_windows) {
-            (Some(a), true) => {
-                ANATOMY_WINDOWS.iter().find(|(name, _)| name == a).map(|(_, w)| *w).ok_or_else(|| {
-                    let names = ANATOMY_WINDOWS.map(|(n, _)| n).join(", ");
-                    Error::InvalidInput(format!(
-                        "{}: anatomy {a:?} of {} has no window (known: {names})",
-                        data.root.join("meta.json").display(),
-                        r.file
-                    ))
-                })
-            }
-            _ => Ok(opts.window),
+            })
         })
         .collect::<Result<_>>()?;
     let n = samples.len();
@@ -541,7 +533,7 @@ pub fn run(
         let ref_sel =
             Tensor::from_slice(&ref_idx.iter().map(|&j| j as i64).collect::<Vec<_>>()).to_device(device);
         // Each reference image's window (one call when they share it).
-        let ref_windows: Vec<(f64, f64)> = ref_idx.iter().map(|&j| windows[i0 + j]).collect();
+        let ref_windows: Vec<(f64, f64)> = ref_idx.iter().map(|&j| images[i0 + j].window).collect();
         let window_each = |t: &Tensor| match ref_windows.first() {
             Some(w0) if ref_windows.iter().all(|w| w == w0) => apply_window(t, *w0),
             _ => Tensor::cat(
@@ -632,7 +624,7 @@ pub fn run(
     timing.total_seconds = start.elapsed().as_secs_f64();
     timing.images_per_second = n as f64 / timing.total_seconds.max(1e-9);
     timing.score_share = timing.score_seconds / timing.total_seconds.max(1e-9);
-    Ok(BenchRun { images, methods, timing, window: opts.window, anatomy_windows: opts.anatomy_windows })
+    Ok(BenchRun { images, methods, timing, window: opts.window })
 }
 
 fn save_batch(dir: &Path, y: &Tensor, images: &[ImageRecord]) -> Result<()> {
@@ -787,6 +779,7 @@ pub struct Summary {
     /// Spearman correlation between the input's score and the data set's labels.
     pub srocc_input_label: Option<f64>,
     pub window: (f64, f64),
+    /// Some images were measured in their anatomy's window rather than `window`.
     pub anatomy_windows: bool,
     pub bootstrap: usize,
     pub seed: u64,
@@ -924,11 +917,10 @@ pub fn summarize(run: &BenchRun, opts: &BenchOptions) -> Summary {
                 let x: Vec<f64> = idx.iter().filter_map(|&i| v[i]).collect();
                 (!x.is_empty()).then(|| mean(&x))
             };
-            let known = ANATOMY_WINDOWS.iter().find(|(name, _)| *name == a).map(|(_, w)| *w);
             AnatomyRow {
                 anatomy: a.to_string(),
                 n: idx.len(),
-                window: known.filter(|_| run.anatomy_windows).unwrap_or(run.window),
+                window: run.images[idx[0]].window, // one anatomy, one window
                 methods: ok
                     .iter()
                     .map(|m| AnatomyMeans {
@@ -965,7 +957,7 @@ pub fn summarize(run: &BenchRun, opts: &BenchOptions) -> Summary {
         pooled_srocc_score_vif: pooled(|m| &m.vif),
         srocc_input_label: metrics::srocc(&li, &ll).ok(),
         window: run.window,
-        anatomy_windows: run.anatomy_windows,
+        anatomy_windows: run.images.iter().any(|r| r.window != run.window),
         bootstrap: opts.bootstrap,
         seed: opts.seed,
     }
