@@ -8,14 +8,16 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ldctq::config::SiglipVisionConfig;
 use ldctq::criterion::QualityCriterion;
 use ldctq::model::QualityModel;
-use ldctq::preprocess::{InputSpace, Preprocess};
-use ldctq::siglip::{Placement, SiglipVisionModel};
+use ldctq::preprocess::Preprocess;
+use ldctq::siglip::SiglipVisionModel;
+use ldctq::Placement;
+use ldctq::{Space, Window};
 use std::path::PathBuf;
 use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 
 fn preprocess(c: &mut Criterion) {
-    let pre = Preprocess { input: InputSpace::Unit, image_size: 448 };
+    let pre = Preprocess { input: Space::Unit, window: Window::LDCTIQA, image_size: 448 };
     let x = Tensor::rand([1, 1, 512, 512], (Kind::Float, Device::Cpu));
     c.bench_function("preprocess/512_to_448", |b| b.iter(|| tch::no_grad(|| pre.pixel_values(&x).unwrap())));
 }
@@ -87,11 +89,11 @@ fn full_reference(c: &mut Criterion) {
     tch::manual_seed(3);
     let r = Tensor::rand([8, 1, 256, 256], (Kind::Float, Device::Cpu));
     let x = (&r + Tensor::randn([8, 1, 256, 256], (Kind::Float, Device::Cpu)) * 0.02).clamp(0.0, 1.0);
-    let (xh, rh) = (ldctq::bench::hu_plus_1024(&x), ldctq::bench::hu_plus_1024(&r));
+    let (xh, rh) = (ldctq::metrics::hu_plus_1024(&x), ldctq::metrics::hu_plus_1024(&r));
     let mut group = c.benchmark_group("full_reference_8x256");
-    group.bench_function("psnr", |b| b.iter(|| ldctq::bench::psnr(&x, &r)));
-    group.bench_function("ssim", |b| b.iter(|| ldctq::bench::ssim(&x, &r)));
-    group.bench_function("vif", |b| b.iter(|| ldctq::bench::vif(&xh, &rh, 2.0).unwrap()));
+    group.bench_function("psnr", |b| b.iter(|| ldctq::metrics::psnr(&x, &r)));
+    group.bench_function("ssim", |b| b.iter(|| ldctq::metrics::ssim(&x, &r)));
+    group.bench_function("vif", |b| b.iter(|| ldctq::metrics::vif(&xh, &rh, 2.0).unwrap()));
     group.finish();
 }
 

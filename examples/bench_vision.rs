@@ -8,7 +8,7 @@
 //!   of any bf16-weight model: f32 gradients with the weights rounded to bf16, against f32)
 use ldctq::criterion::QualityCriterion;
 use ldctq::model::QualityModel;
-use ldctq::siglip::Placement;
+use ldctq::Placement;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
         a.len() >= 6,
         "usage: bench_vision MODEL_DIR f32|bf16 BATCH ITERS forward|grad [LAYERS_PER_SEGMENT]"
     );
-    let kind = ldctq::device::parse_kind(&a[2])?;
+    let kind = ldctq::placement::parse_kind(&a[2])?;
     let (batch, iters): (i64, usize) = (a[3].parse()?, a[4].parse()?);
     let grad = a[5] == "grad";
     let every: usize = a.get(6).map(|s| s.parse()).transpose()?.unwrap_or(0);
@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
         serde_json::json!({"impl": if every > 0 { format!("ldctq (checkpoint every {every})") } else { "ldctq".into() },
                            "dtype": a[2], "batch": batch, "mode": a[5], "seconds_per_batch": secs,
                            "seconds_per_image": secs / batch as f64, "threads": tch::get_num_threads(),
-                           "allocator_tuned": ldctq::runtime::tune_allocator()})
+                           "allocator_tuned": std::env::var("LDCTQ_MALLOC_TUNING").map_or(true, |v| v != "0")})
     );
     Ok(())
 }
@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
 /// bf16 against f32 on `n` procedural CT slices (phantoms, simulated at dose 1, 0.25, 0.1, 0.05 in turn).
 fn guard(dir: &str, n: u64) -> anyhow::Result<()> {
     let f32_model = QualityModel::load(dir.as_ref(), Placement::default())?;
-    let (center, width) = (f32_model.config.window_center, f32_model.config.window_width);
+    let window = f32_model.config.window();
     let doses = [1.0, 0.25, 0.1, 0.05];
     let slices = (0..n)
         .map(|i| -> anyhow::Result<Tensor> {
@@ -68,14 +68,14 @@ fn guard(dir: &str, n: u64) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let ld = ldctq::simulate::simulate(&hu, &params)?;
-            Ok(((ld - (center - width / 2.0)) / width).clamp(0.0, 1.0).unsqueeze(0))
+            Ok(window.to_unit(&ld).unsqueeze(0))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let x = Tensor::stack(&slices, 0);
     let (s32, g32) = f32_model.score_and_grad(&x, None)?;
     // The floor no bf16-weight implementation can pass: f32 arithmetic on weights rounded to bf16.
     tch::no_grad(|| {
-        for (_, mut v) in f32_model.vision.vs.variables() {
+        for (_, mut v) in f32_model.vision_store().variables() {
             v.copy_(&v.to_kind(Kind::BFloat16).to_kind(Kind::Float));
         }
     });

@@ -10,8 +10,7 @@
 use ldctq::bench::{self, BenchOptions};
 use ldctq::data::Dataset;
 use ldctq::denoise::{self, Candidate, DenoiseError, Denoiser, DenoiserInfo, ErrorKind};
-use ldctq::ensemble::Scorer;
-use ldctq::siglip::Placement;
+use ldctq::{Placement, Scorer};
 use tch::{Device, Kind, Tensor};
 
 /// The adaptive Wiener filter (see the file's docs).
@@ -90,25 +89,11 @@ fn main() -> anyhow::Result<()> {
         denoise::load_all(&["identity".into(), "gaussian".into()], Device::Cpu, &Default::default());
     candidates.push(Candidate::new(Box::new(AdaptiveWiener { radius: 2 })));
     denoise::unique_names(&mut candidates);
-    let opts = BenchOptions { progress: true, ..BenchOptions::default() };
-    let run = bench::run(&scorer, &data, candidates, &opts, Device::Cpu)?;
+    let opts = BenchOptions::default();
+    let run = bench::run(&scorer, &data, candidates, &opts, Device::Cpu, &mut |_| {})?;
     let summary = bench::summarize(&run, &opts);
-    let prov = bench::Provenance {
-        ldctq_version: env!("CARGO_PKG_VERSION").into(),
-        tch_version: "0.24.0".into(),
-        libtorch_version: bench::libtorch_version(),
-        device: "cpu".into(),
-        dtype: "f32".into(),
-        model: model.into(),
-        model_sha256: bench::hash_model(model.as_ref())?.0,
-        model_files: Vec::new(),
-        model_name: "ldctq".into(),
-        data: data.root.clone(),
-        data_sha256: bench::hash_dataset(&data, None)?,
-        denoisers: vec!["identity".into(), "gaussian".into(), "rust:wiener".into()],
-        options: opts.clone(),
-        command: std::env::args().collect(),
-    };
+    let specs = ["identity".into(), "gaussian".into(), "rust:wiener".into()];
+    let prov = bench::Provenance::new(model.as_ref(), "ldctq", &data, &specs, &opts, Placement::default())?;
     bench::write_reports(out.as_ref(), &run, &summary, &prov)?;
     print!("{}", bench::summary_markdown(&run, &summary, &prov));
     Ok(())

@@ -6,7 +6,7 @@
 //! cargo run --example train_denoiser -- [MODEL_DIR] [STEPS]
 use ldctq::criterion::{QualityCriterion, Reduction};
 use ldctq::model::QualityModel;
-use ldctq::siglip::Placement;
+use ldctq::Placement;
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
@@ -19,10 +19,8 @@ fn main() -> anyhow::Result<()> {
 
     // Noisy [0,1] slices: procedural phantoms through the model's window, plus Gaussian noise.
     tch::manual_seed(0);
-    let (lo, w) =
-        (criterion.config.window_center - criterion.config.window_width / 2.0, criterion.config.window_width);
-    let clean: Vec<Tensor> =
-        (0..4).map(|s| ((ldctq::phantom::phantom(s, size) - lo) / w).clamp(0.0, 1.0)).collect();
+    let window = criterion.config.window();
+    let clean: Vec<Tensor> = (0..4).map(|s| window.to_unit(&ldctq::phantom::phantom(s, size))).collect();
     let clean = Tensor::stack(&clean, 0).unsqueeze(1).to_kind(Kind::Float); // (4, 1, S, S)
     let noisy = &clean + Tensor::randn_like(&clean) * 0.08;
 

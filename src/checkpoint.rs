@@ -295,3 +295,10 @@ fn kind_of(dtype: Dtype) -> Option<Kind> {
         _ => None,
     }
 }
+
+/// Saves a VarStore as safetensors atomically (see [`crate::io::write_atomic`]).
+pub fn save_store_atomic(vs: &tch::nn::VarStore, path: &Path) -> Result<()> {
+    let tmp = crate::io::temp_path(path).with_extension("safetensors");
+    vs.save(&tmp)?;
+    Ok(crate::io::commit(&tmp, path)?)
+}

@@ -4,9 +4,9 @@
 //! vector-Jacobian product: `grad = d(sum_i u_i * score_i) / d images` for an upstream vector `u`
 //! (ones by default), so a trainer can fold a loss weight and sign into `u`. Model parameters are
 //! frozen in criterion use: no weight gradients are computed.
-use crate::error::{Error, Result};
-use crate::model::QualityModel;
-use crate::preprocess::{InputSpace, Preprocess};
+use crate::error::Result;
+use crate::model::{upstream_vector, QualityModel};
+use crate::window::{Space, Window};
 use tch::{Kind, Tensor};
 
 /// What a criterion computes and expects.
@@ -17,8 +17,10 @@ pub struct CriterionInfo {
     pub higher_is_better: bool,
     /// (min, max) of the score.
     pub score_range: (f64, f64),
-    /// Pixel values the criterion expects.
-    pub input: InputSpace,
+    /// What the pixel values given to the criterion must mean.
+    pub input: Space,
+    /// The HU window: applied to HU images, or the one [0, 1] images are expected to be made with.
+    pub window: Window,
     /// Images are resized (differentiably) to this size.
     pub image_size: i64,
 }
@@ -72,34 +74,15 @@ fn score_and_grad_by_autograd<C: QualityCriterion + ?Sized>(
     Ok((scores.detach(), grad))
 }
 
-/// The upstream vector u of a vector-Jacobian product with `scores` (N): ones when `None`, else `upstream`
-/// checked for shape (N) or (N, 1) and finiteness, on the scores' device and dtype.
-pub(crate) fn upstream_vector(scores: &Tensor, upstream: Option<&Tensor>) -> Result<Tensor> {
-    let n = scores.size().first().copied().unwrap_or(0);
-    match upstream {
-        None => Ok(scores.ones_like()),
-        Some(u) if u.size() == [n] || u.size() == [n, 1] => {
-            let u = u.to_device(scores.device()).to_kind(scores.kind()).reshape([n]);
-            if tch::no_grad(|| u.isfinite().all().int64_value(&[])) == 0 {
-                return Err(Error::InvalidInput("upstream gradient contains NaN or infinite values".into()));
-            }
-            Ok(u)
-        }
-        Some(u) => {
-            Err(Error::InvalidInput(format!("upstream must have {n} values, got shape {:?}", u.size())))
-        }
-    }
-}
-
 impl QualityCriterion for QualityModel {
     fn info(&self) -> CriterionInfo {
-        let pre: Preprocess = self.config.preprocess();
         CriterionInfo {
             name: "ldctq-film".into(),
             higher_is_better: true,
             score_range: (0.0, 4.0),
-            input: pre.input,
-            image_size: pre.image_size,
+            input: self.config.input,
+            window: self.config.window(),
+            image_size: self.config.image_size,
         }
     }
 

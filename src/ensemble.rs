@@ -6,7 +6,7 @@
 use crate::criterion::{CriterionInfo, QualityCriterion};
 use crate::error::{Error, Result};
 use crate::model::{QualityConfig, QualityModel, FORMAT_VERSION};
-use crate::siglip::Placement;
+use crate::placement::Placement;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
@@ -48,10 +48,8 @@ impl Ensemble {
     pub fn write(dir: &Path, members: &[PathBuf]) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let file = EnsembleFile { format_version: FORMAT_VERSION, members: members.to_vec() };
-        crate::fsutil::write_atomic(
-            &dir.join("ensemble.json"),
-            serde_json::to_string_pretty(&file).expect("serializes").as_bytes(),
-        )
+        let json = serde_json::to_string_pretty(&file).expect("serializes");
+        Ok(crate::io::write_atomic(&dir.join("ensemble.json"), json.as_bytes())?)
     }
 }
 

@@ -42,6 +42,12 @@ pub enum Error {
 /// `Result` with the library's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl From<crate::window::InvalidWindow> for Error {
+    fn from(e: crate::window::InvalidWindow) -> Self {
+        Error::InvalidInput(e.to_string())
+    }
+}
+
 impl Error {
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -6,31 +6,58 @@
 //! Paper: Demiroglu et al., "Prompt-Conditioned FiLM and Multi-Scale Fusion on MedSigLIP for Low-Dose CT
 //! Quality Assessment" (arXiv 2511.12256).
 //!
-//! Modules: [`siglip`] (HF-exact SigLIP towers), [`checkpoint`] (HF folders and safetensors),
-//! [`tokenizer`], [`preprocess`] (differentiable CT to `pixel_values`), [`io`] (DICOM, TIFF, npy, PNG),
-//! [`metrics`] (PLCC, SROCC, KROCC).
+//! The score as a loss, in a few lines:
+//! ```no_run
+//! use ldctq::{Placement, QualityCriterion, Reduction, Scorer};
+//! # fn main() -> ldctq::Result<()> {
+//! let criterion = Scorer::load("models/default".as_ref(), Placement::default())?;
+//! let images = tch::Tensor::rand([2, 1, 256, 256], (tch::Kind::Float, tch::Device::Cpu));
+//! let images = images.set_requires_grad(true); // e.g. a denoiser's output
+//! let loss = criterion.loss(&images, Reduction::Mean)?; // 4 - score, differentiable
+//! loss.backward();
+//! # Ok(()) }
+//! ```
+//!
+//! The layers, each using only those above it:
+//! - [`siglip`]: HF-exact SigLIP towers ([`config`], [`checkpoint`], [`tokenizer`]);
+//! - [`film`] and [`heads`]: prompt FiLM, pooling, regression heads and fusion;
+//! - [`model`]: the quality model and its folder; [`ensemble`]: k-fold ensembles and [`Scorer`];
+//! - [`criterion`]: the differentiable criterion trait ([`QualityCriterion`]);
+//! - [`train`] (ranking-loss trainer), [`bench`] (denoiser benchmark, [`denoise`] plugins), the C ABI
+//!   (crate `ldctq-ffi`) and the `ldctq` tool.
+//!
+//! Shared below them: [`window`] (HU windows and what pixel values mean), [`preprocess`], [`io`]
+//! (DICOM, TIFF, npy, PNG), [`data`] (image sets), [`metrics`], [`simulate`] and [`phantom`] (low-dose
+//! simulation), [`rng`], [`placement`], and, with the `plots` feature, [`plots`].
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod criterion;
 pub mod data;
 pub mod denoise;
-pub mod device;
 pub mod ensemble;
 pub mod error;
 pub mod film;
-pub mod fsutil;
 pub mod heads;
 pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod phantom;
+pub mod placement;
+#[cfg(feature = "plots")]
+pub mod plots;
 pub mod preprocess;
 pub mod rng;
-pub mod runtime;
+pub(crate) mod runtime;
 pub mod siglip;
 pub mod simulate;
 pub mod tokenizer;
 pub mod train;
+pub mod window;
 
+pub use criterion::{CriterionInfo, QualityCriterion, Reduction};
+pub use ensemble::{Ensemble, Scorer};
 pub use error::{Error, Result};
+pub use model::{QualityConfig, QualityModel};
+pub use placement::Placement;
+pub use window::{Space, Window};

@@ -6,7 +6,7 @@
 //! every machine and device. Coordinates are normalised: the image spans `[-1, 1]` in `x` (columns,
 //! left to right) and `y` (rows, top to bottom); at 512 pixels of 0.7 mm, 1 unit is 179 mm.
 use crate::error::{Error, Result};
-pub use crate::rng::{derive_seed, Rng};
+use crate::rng::{derive_seed, Rng};
 use std::f64::consts::PI;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};

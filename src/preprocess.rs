@@ -1,9 +1,9 @@
 //! Differentiable preprocessing from CT slices to SigLIP `pixel_values`.
 //!
 //! Steps, each a tensor op so gradients flow back to the input image:
-//! 1. input space: HU images are windowed, `(x - (center - width/2)) / width` clamped to [0, 1]
-//!    (outside the window the display saturates, so the gradient is zero there); `[0,1]` images
-//!    (the LDCTIQA2023 TIFFs) pass through unchanged (not clamped).
+//! 1. input space: HU images are windowed to [0, 1] ([`Window::to_unit`]: outside the window the
+//!    display saturates, so the gradient is zero there); `[0,1]` images (the LDCTIQA2023 TIFFs) pass
+//!    through unchanged (not clamped).
 //! 2. resize to the model size with bicubic interpolation using PIL's kernel (a = -0.5) and its
 //!    antialiasing support when downsampling (`aten::_upsample_bicubic2d_aa`, what torchvision's
 //!    `antialias=True` uses); skipped when the size already matches.
@@ -14,28 +14,16 @@
 //! before and after resizing and clips to [0, 255]; here everything stays in floating point. The
 //! measured difference is reported in the README (and checked by `tests/preprocess.rs`).
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
+use crate::window::{Space, Window};
 use tch::{Kind, Tensor};
-
-/// What pixel values mean.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "input", rename_all = "lowercase")]
-pub enum InputSpace {
-    /// Already windowed to [0, 1] (e.g. LDCTIQA2023 TIFFs).
-    Unit,
-    /// Hounsfield units, windowed with `window_center` / `window_width`.
-    Hu { window_center: f64, window_width: f64 },
-}
-
-impl InputSpace {
-    /// LDCTIQA2023's mapping of HU to [0, 1]: [-1000, 400] HU (center -300, width 1400).
-    pub const LDCTIQA_WINDOW: (f64, f64) = (-300.0, 1400.0);
-}
 
 /// Image to `pixel_values` for a model of a given input size.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Preprocess {
-    pub input: InputSpace,
+    /// What the images' values mean.
+    pub input: Space,
+    /// The HU window applied to HU images (unused for [0, 1] images).
+    pub window: Window,
     /// Model input size (448 for MedSigLIP-448).
     pub image_size: i64,
 }
@@ -75,13 +63,8 @@ impl Preprocess {
         let (n, h, w) = (size[0], size[size.len() - 2], size[size.len() - 1]);
         let xs = images.reshape([n, 1, h, w]);
         let xs = match self.input {
-            InputSpace::Unit => xs,
-            InputSpace::Hu { window_center: c, window_width: ww } => {
-                if !(ww > 0.0 && ww.is_finite() && c.is_finite()) {
-                    return Err(Error::InvalidInput(format!("invalid HU window center {c}, width {ww}")));
-                }
-                ((xs - (c - ww / 2.0)) / ww).clamp(0.0, 1.0)
-            }
+            Space::Unit => xs,
+            Space::Hu => Window::new(self.window.center, self.window.width)?.to_unit(&xs),
         };
         let s = self.image_size;
         let xs = if (h, w) == (s, s) { xs } else { resize_bicubic(&xs, s, s) };

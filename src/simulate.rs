@@ -36,7 +36,7 @@
 //! and CUDA draws differ. Other code drawing from libtorch's generator in other threads (dropout,
 //! `randn`) at the same time is not locked out, and would see a re-seeded generator.
 use crate::error::{Error, Result};
-use crate::phantom::Rng;
+use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
 use std::sync::Mutex;

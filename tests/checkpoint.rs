@@ -2,7 +2,8 @@
 mod common;
 
 use common::{fixture, temp_dir};
-use ldctq::siglip::{Placement, SiglipModel};
+use ldctq::siglip::SiglipModel;
+use ldctq::Placement;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 

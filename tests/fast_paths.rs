@@ -6,8 +6,8 @@ mod common;
 use common::{assert_close, fixture};
 use ldctq::criterion::QualityCriterion;
 use ldctq::model::{QualityConfig, QualityModel, Widths};
-use ldctq::siglip::Placement;
 use ldctq::simulate::{simulate, ScanParams};
+use ldctq::Placement;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
@@ -26,7 +26,7 @@ fn images(n: i64, kind: Kind, seed: i64) -> Tensor {
 }
 
 fn set_vision_trainable(model: &QualityModel, on: bool) {
-    for (_, v) in model.vision.vs.variables() {
+    for (_, v) in model.vision_store().variables() {
         let _ = v.set_requires_grad(on);
     }
 }
@@ -45,7 +45,7 @@ fn fused_qkv_equals_separate_projections_and_follows_weight_updates() {
         assert_close(&format!("{backbone}: fused vs separate"), &fused, &separate, 1e-12);
 
         // An optimizer-style in-place step on one projection reaches the fused weight.
-        let vars = model.vision.vs.variables();
+        let vars = model.vision_store().variables();
         let q = &vars["vision_model.encoder.layers.0.self_attn.k_proj.weight"];
         tch::no_grad(|| {
             let _ = q.shallow_clone().f_add_(&(q.ones_like() * 0.05)).unwrap();
@@ -61,8 +61,8 @@ fn fused_qkv_equals_separate_projections_and_follows_weight_updates() {
 
         // A dtype round trip replaces the variables' storage (and rounds the weights to f32): the
         // stale fused weight must not be used.
-        model.vision.vs.set_kind(Kind::Float);
-        model.vision.vs.set_kind(Kind::Double);
+        model.vision_store_mut().set_kind(Kind::Float);
+        model.vision_store_mut().set_kind(Kind::Double);
         model.freeze();
         let after_cast = model.score(&x).unwrap();
         set_vision_trainable(&model, true);
@@ -93,7 +93,7 @@ fn activation_checkpointing_gives_the_same_scores_and_gradients() {
         assert!(err.to_string().contains("upstream"), "{err}");
         let err = model.score_and_grad(&x, Some(&Tensor::from_slice(&[1.0f64, f64::NAN]))).unwrap_err();
         assert!(err.to_string().contains("NaN"), "{err}");
-        for (name, v) in model.vision.vs.variables() {
+        for (name, v) in model.vision_store().variables() {
             assert!(!v.grad().defined(), "{name} got a gradient");
         }
     }
@@ -116,14 +116,14 @@ fn bf16_scores_and_gradients_match_f32_on_the_default_model() {
     let f32_model = QualityModel::load(&dir, Placement::default()).unwrap();
     let bf16_model =
         QualityModel::load(&dir, Placement { device: Device::Cpu, kind: Kind::BFloat16 }).unwrap();
-    let (center, width) = (f32_model.config.window_center, f32_model.config.window_width);
+    let window = f32_model.config.window();
     let doses = [1.0, 0.25, 0.1, 0.05];
     let slices: Vec<Tensor> = (0..8u64)
         .map(|i| {
             let hu = ldctq::phantom::phantom(11 + i, 256);
             let params = ScanParams { dose: doses[i as usize % 4], seed: Some(i), ..ScanParams::default() };
             let ld = simulate(&hu, &params).unwrap();
-            ((ld - (center - width / 2.0)) / width).clamp(0.0, 1.0).unsqueeze(0)
+            window.to_unit(&ld).unsqueeze(0)
         })
         .collect();
     let x = Tensor::stack(&slices, 0); // (8, 1, 256, 256) in the model's unit window

@@ -5,7 +5,7 @@ mod common;
 use common::{fixture, temp_dir};
 use ldctq::criterion::{QualityCriterion, Reduction};
 use ldctq::model::{QualityConfig, QualityModel, Widths};
-use ldctq::siglip::Placement;
+use ldctq::Placement;
 use proptest::prelude::*;
 use tch::{Device, Kind, Tensor};
 
@@ -61,7 +61,7 @@ fn model_weights_are_frozen_and_get_no_gradient() {
     let x = images(2, 1, 16, 16, Kind::Float, 3);
     let (_, grad) = model.score_and_grad(&x, None).unwrap();
     assert!(grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
-    for vs in [&model.vision.vs, &model.heads_vs] {
+    for vs in [model.vision_store(), model.heads_store()] {
         for (name, v) in vs.variables() {
             assert!(!v.requires_grad(), "{name} requires grad");
             assert!(!v.grad().defined(), "{name} got a gradient");

@@ -5,7 +5,7 @@ mod common;
 use common::{assert_close, fixture, load_tensors, max_abs_diff};
 use ldctq::criterion::QualityCriterion;
 use ldctq::model::QualityModel;
-use ldctq::siglip::Placement;
+use ldctq::Placement;
 use tch::Kind;
 
 fn check(name: &str) {

@@ -3,7 +3,8 @@
 mod common;
 
 use common::{assert_close, fixture, load_tensors};
-use ldctq::siglip::{l2_normalize, Placement, SiglipModel};
+use ldctq::siglip::{l2_normalize, SiglipModel};
+use ldctq::Placement;
 use tch::Kind;
 
 const TOL: f64 = 1e-5;

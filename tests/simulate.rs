@@ -2,7 +2,8 @@
 //! `ldctq simulate` command.
 mod common;
 
-use ldctq::phantom::{self, Augmentation, Rng};
+use ldctq::phantom::{self, Augmentation};
+use ldctq::rng::Rng;
 use ldctq::simulate::{self, quality_label, reader_label, Filter, ScanParams};
 use ldctq::Error;
 use std::process::Command;
@@ -284,7 +285,7 @@ fn cli_writes_an_ldctiqa_layout() {
         for dir in ["image", "reference"] {
             let slices = ldctq::io::read_image(&out.join(dir).join(name)).unwrap();
             assert_eq!(slices.pixels.dim(), (1, 64, 64));
-            assert_eq!(slices.space, ldctq::io::Space::Unit);
+            assert_eq!(slices.space, Some(ldctq::Space::Unit));
             assert!(slices.pixels.iter().all(|v| (0.0..=1.0).contains(v)));
             assert!(slices.pixels.iter().any(|v| *v > 0.3), "{dir}/{name} has tissue");
         }

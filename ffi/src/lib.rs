@@ -15,10 +15,7 @@ pub mod error;
 use dlpack::{tensor_view, DLDataType, DLDevice, DLTensor, KDL_CPU, KDL_CUDA, KDL_FLOAT};
 pub use error::ldctq_status;
 use error::{ffi_boundary, ffi_boundary_void, non_null, non_null_mut, utf8_arg, FfiError, FfiResult};
-use ldctq::criterion::QualityCriterion;
-use ldctq::ensemble::Scorer;
-use ldctq::model::InputKind;
-use ldctq::siglip::Placement;
+use ldctq::{Placement, QualityCriterion, Scorer, Space};
 use std::ffi::{c_char, CStr};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -427,8 +424,8 @@ pub unsafe extern "C" fn ldctq_model_get_info(
         *out = ldctq_model_info {
             struct_size: out.struct_size,
             input_space: match config.input {
-                InputKind::Unit => ldctq_input_space::Unit,
-                InputKind::Hu => ldctq_input_space::Hu,
+                Space::Unit => ldctq_input_space::Unit,
+                Space::Hu => ldctq_input_space::Hu,
             } as i32,
             window_center: config.window_center,
             window_width: config.window_width,

@@ -2,12 +2,12 @@
 //! references); writes per_image.csv, summary.{md,csv,json} and plots to --out.
 use super::Runtime;
 use anyhow::Context;
-use ldctq::bench::{self, BenchOptions, Provenance};
+use ldctq::bench::{self, BenchOptions, Event, Provenance};
 use ldctq::criterion::QualityCriterion;
 use ldctq::data::Dataset;
 use ldctq::denoise;
 use ldctq::ensemble::Scorer;
-use ldctq::io::Space;
+use ldctq::{Space, Window};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -33,8 +33,8 @@ pub struct Args {
     batch: usize,
     /// HU window CENTER,WIDTH of PSNR and SSIM, or a name: abdomen (50,400), chest (-600,1500), neuro
     /// (40,80), ldctiqa (-300,1400; the default: the [0, 1] images as they are).
-    #[arg(long, value_parser = super::parse_window, default_value = "-300,1400")]
-    window: (f64, f64),
+    #[arg(long, default_value = "ldctiqa", allow_hyphen_values = true)]
+    window: Window,
     /// PSNR and SSIM of each image in its anatomy's window, as ldct-benchmark: meta.json's "anatomy"
     /// (abdomen 50/400, chest -600/1500, neuro 40/80); images without one use --window.
     #[arg(long)]
@@ -50,7 +50,7 @@ pub struct Args {
     limit: Option<usize>,
     /// What the values of npy / integer TIFF files are: unit or hu.
     #[arg(long)]
-    input: Option<String>,
+    input: Option<Space>,
     /// Also write every denoised image to OUT/images/<method>/.
     #[arg(long)]
     save_images: bool,
@@ -74,12 +74,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let raw_as = match args.input.as_deref() {
-        None => None,
-        Some("unit") => Some(Space::Unit),
-        Some("hu") => Some(Space::Hu),
-        Some(other) => anyhow::bail!("--input {other:?}: expected unit or hu"),
-    };
     let placement = args.runtime.placement()?;
     let data =
         Dataset::open(&args.data).with_context(|| format!("opening data set {}", args.data.display()))?;
@@ -95,12 +89,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bootstrap: args.bootstrap,
         seed: args.seed,
         limit: args.limit,
-        raw_as,
+        raw_as: args.input,
         save_images: args.save_images.then(|| args.out.join("images")),
-        progress: true,
     };
-    let (model_sha256, model_files) = bench::hash_model(&args.model)?;
-    let data_sha256 = bench::hash_dataset(&data, args.limit)?;
     anyhow::ensure!(
         !(args.in_process_plugins && args.plugin_timeout.is_some()),
         "--plugin-timeout needs isolated plugins (drop --in-process-plugins)"
@@ -117,25 +108,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         denoise::PluginHost::Isolated { worker, timeout }
     };
     let candidates = denoise::load_all(&args.denoisers, placement.device, &host);
-    let result = bench::run(&model, &data, candidates, &opts, placement.device)?;
-    let summary = bench::summarize(&result, &opts);
-    let prov = Provenance {
-        ldctq_version: env!("CARGO_PKG_VERSION").into(),
-        tch_version: "0.24.0".into(),
-        libtorch_version: bench::libtorch_version(),
-        device: args.runtime.device.clone(),
-        dtype: args.runtime.dtype.clone(),
-        model: args.model.clone(),
-        model_sha256,
-        model_files,
-        model_name: model.info().name,
-        data: args.data.clone(),
-        data_sha256,
-        denoisers: args.denoisers.clone(),
-        options: opts.clone(),
-        command: std::env::args().collect(),
+    let bar = indicatif::ProgressBar::new(data.samples.len().min(args.limit.unwrap_or(usize::MAX)) as u64)
+        .with_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images {per_sec} eta {eta} {msg}")
+                .expect("valid template"),
+        );
+    let mut on_event = |event: Event| match event {
+        Event::Skipped { method, error } => {
+            bar.suspend(|| eprintln!("denoiser {method} is skipped: {error}"))
+        }
+        Event::Method { method } => bar.set_message(method.to_string()),
+        Event::Failed { method, first, end, error } => bar.suspend(|| {
+            eprintln!("denoiser {method} failed on images {first}..{end}: {error}; it is dropped")
+        }),
+        Event::Progress { done, .. } => bar.set_position(done as u64),
     };
-    bench::write_reports(&args.out, &result, &summary, &prov)?;
+    let result = bench::run(&model, &data, candidates, &opts, placement.device, &mut on_event)?;
+    bar.finish_and_clear();
+    let summary = bench::summarize(&result, &opts);
+    let prov = Provenance::new(&args.model, &model.info().name, &data, &args.denoisers, &opts, placement)?;
+    let written = bench::write_reports(&args.out, &result, &summary, &prov)?;
+    if let Some(e) = written.plots_error {
+        eprintln!("warning: plots not drawn: {e}");
+    }
     let t = &result.timing;
     eprintln!(
         "{} images x {} methods in {:.1} s ({:.3} images/s, {:.1}% scoring); reports in {}",

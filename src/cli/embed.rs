@@ -1,9 +1,10 @@
 //! `ldctq embed`: SigLIP features of an image, a ready `pixel_values` array, or texts.
 use super::Runtime;
 use anyhow::{bail, Context};
-use ldctq::io::{self, Space};
-use ldctq::preprocess::{InputSpace, Preprocess};
+use ldctq::io;
+use ldctq::preprocess::Preprocess;
 use ldctq::siglip::Pretrained;
+use ldctq::{Space, Window};
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
 
@@ -25,13 +26,14 @@ pub struct Args {
     /// Write the post-LN patch tokens (N x P x D) instead of the pooled image features.
     #[arg(long)]
     tokens: bool,
-    /// How to read values of files without a known space (npy, integer TIFF): unit or hu.
+    /// What the image's values are, unit or hu (needed for npy and integer TIFF; overrides the
+    /// file's own space).
     #[arg(long)]
-    input: Option<String>,
+    input: Option<Space>,
     /// HU window "CENTER,WIDTH" or a name (ldctiqa, abdomen, chest, neuro); default: the DICOM's
     /// window tags, else -300,1400.
-    #[arg(long, value_parser = super::parse_window, allow_hyphen_values = true)]
-    window: Option<(f64, f64)>,
+    #[arg(long, allow_hyphen_values = true)]
+    window: Option<Window>,
     #[command(flatten)]
     runtime: Runtime,
     /// Output .npy file (float32).
@@ -39,29 +41,20 @@ pub struct Args {
     out: PathBuf,
 }
 
-/// The input space of an image file, from its format and the command line.
-pub fn input_space(
+/// The preprocessing of an image file, from its format and the command line.
+fn preprocess_of(
     slices: &io::Slices,
-    input: Option<&str>,
-    window: Option<(f64, f64)>,
-) -> anyhow::Result<InputSpace> {
-    let space = match input {
-        None => slices.space,
-        Some("unit") => Space::Unit,
-        Some("hu") => Space::Hu,
-        Some(other) => bail!("--input {other:?}: expected unit or hu"),
-    };
-    Ok(match space {
-        Space::Unit => InputSpace::Unit,
-        Space::Hu => {
-            let (c, w) = window.or(slices.window).unwrap_or(InputSpace::LDCTIQA_WINDOW);
-            InputSpace::Hu { window_center: c, window_width: w }
-        }
-        Space::Raw => bail!(
+    input: Option<Space>,
+    window: Option<Window>,
+    image_size: i64,
+) -> anyhow::Result<Preprocess> {
+    let Some(input) = input.or(slices.space) else {
+        bail!(
             "{}: the meaning of its values is unknown; pass --input unit (values in [0,1]) or --input hu",
             slices.source.display()
-        ),
-    })
+        )
+    };
+    Ok(Preprocess { input, window: window.or(slices.window).unwrap_or(Window::LDCTIQA), image_size })
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -76,10 +69,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let pixel_values = match (&args.image, &args.pixel_values) {
             (Some(path), _) => {
                 let slices = io::read_image(path)?;
-                let input = input_space(&slices, args.input.as_deref(), args.window)?;
-                let images = tensor_from_array(slices.pixels.into_dyn())?;
-                let pre = Preprocess { input, image_size: pretrained.config.vision_config.image_size };
-                pre.pixel_values(&images)?
+                let image_size = pretrained.config.vision_config.image_size;
+                let pre = preprocess_of(&slices, args.input, args.window, image_size)?;
+                pre.pixel_values(&tensor_from_array(slices.pixels.into_dyn())?)?
             }
             (None, Some(path)) => {
                 let arr: ndarray::ArrayD<f32> = ndarray_npy::read_npy(path)

@@ -1,6 +1,7 @@
 //! `ldctq init`: a fresh, untrained model folder on a SigLIP backbone.
 use ldctq::heads::LocalMode;
-use ldctq::model::{backbone_ref, InputKind, QualityConfig, QualityModel};
+use ldctq::model::{backbone_ref, QualityConfig, QualityModel};
+use ldctq::{Space, Window};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -16,11 +17,11 @@ pub struct Args {
     seed: i64,
     /// Input space of the images the model will score: unit ([0,1]) or hu.
     #[arg(long, default_value = "unit")]
-    input: InputKind,
+    input: Space,
     /// HU window "CENTER,WIDTH" or a name (ldctiqa, abdomen, chest, neuro): applied to HU input, or
     /// recording how [0,1] images were made.
-    #[arg(long, value_parser = super::parse_window, allow_hyphen_values = true)]
-    window: Option<(f64, f64)>,
+    #[arg(long, allow_hyphen_values = true)]
+    window: Option<Window>,
     /// Prompt (default: the paper's clinical prompt).
     #[arg(long)]
     prompt: Option<String>,
@@ -39,8 +40,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     drop(pretrained);
     config.input = args.input;
-    if let Some((c, w)) = args.window {
-        (config.window_center, config.window_width) = (c, w);
+    if let Some(w) = args.window {
+        (config.window_center, config.window_width) = (w.center, w.width);
     }
     if let Some(p) = args.prompt {
         config.prompt = p;
@@ -50,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // The backbone reference is relative to the model folder: open it from there.
     let mut open_cfg = config.clone();
     open_cfg.backbone = ldctq::model::resolve_backbone(&config.backbone, Some(&args.out));
-    let mut model = QualityModel::init(open_cfg, widths, args.seed, ldctq::siglip::Placement::default())?;
+    let mut model = QualityModel::init(open_cfg, widths, args.seed, ldctq::Placement::default())?;
     model.config.backbone = config.backbone.clone();
     model.save(&args.out, false)?;
     eprintln!("wrote untrained model folder {} (backbone {})", args.out.display(), config.backbone);

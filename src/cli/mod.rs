@@ -54,7 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),
         Command::DenoiserWorker { device, spec } => {
-            Ok(ldctq::denoise::isolated::serve_stdio(&spec, ldctq::device::parse_device(&device)?)?)
+            Ok(ldctq::denoise::isolated::serve_stdio(&spec, ldctq::placement::parse_device(&device)?)?)
         }
     }
 }
@@ -71,11 +71,8 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn placement(&self) -> anyhow::Result<ldctq::siglip::Placement> {
-        Ok(ldctq::siglip::Placement {
-            device: ldctq::device::parse_device(&self.device)?,
-            kind: ldctq::device::parse_kind(&self.dtype)?,
-        })
+    pub fn placement(&self) -> anyhow::Result<ldctq::Placement> {
+        Ok(ldctq::Placement::parse(&self.device, &self.dtype)?)
     }
 }
 
@@ -100,47 +97,5 @@ impl WidthArgs {
             head_hidden: self.head_hidden,
             fusion_hidden: self.fusion_hidden,
         }
-    }
-}
-
-/// Named HU windows (center, width): LDCTIQA2023's mapping and ldct-benchmark's per-anatomy windows.
-fn named_windows() -> impl Iterator<Item = (&'static str, (f64, f64))> {
-    std::iter::once(("ldctiqa", ldctq::preprocess::InputSpace::LDCTIQA_WINDOW))
-        .chain(ldctq::bench::ANATOMY_WINDOWS)
-}
-
-/// Parses an HU window: "CENTER,WIDTH" or a name of [`named_windows`].
-pub fn parse_window(s: &str) -> Result<(f64, f64), String> {
-    if let Some((_, w)) = named_windows().find(|(name, _)| name.eq_ignore_ascii_case(s.trim())) {
-        return Ok(w);
-    }
-    let names = named_windows().map(|(n, _)| n).collect::<Vec<_>>().join(", ");
-    let parts: Vec<&str> = s.split(',').collect();
-    match parts.as_slice() {
-        [c, w] => match (c.trim().parse(), w.trim().parse()) {
-            (Ok(c), Ok(w)) if w > 0.0 && f64::is_finite(c) && f64::is_finite(w) => Ok((c, w)),
-            _ => Err(format!("window {s:?}: expected CENTER,WIDTH with finite values and WIDTH > 0")),
-        },
-        _ => Err(format!("window {s:?}: expected CENTER,WIDTH or one of {names}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_window;
-
-    #[test]
-    fn windows_by_numbers_and_by_name() {
-        assert_eq!(parse_window("-300,1400"), Ok((-300.0, 1400.0)));
-        assert_eq!(parse_window(" 40 , 400 "), Ok((40.0, 400.0)));
-        assert_eq!(parse_window("Abdomen"), Ok((50.0, 400.0)));
-        assert_eq!(parse_window("chest"), Ok((-600.0, 1500.0)));
-        assert_eq!(parse_window("neuro"), Ok((40.0, 80.0)));
-        assert_eq!(parse_window("ldctiqa"), Ok((-300.0, 1400.0)));
-        for bad in ["40,0", "40,-1", "nan,400", "40,inf", "40", "40,400,1", "lung", ""] {
-            let e = parse_window(bad).expect_err(bad);
-            assert!(e.contains("window"), "{bad}: {e}");
-        }
-        assert!(parse_window("lung").unwrap_err().contains("abdomen, chest, neuro"));
     }
 }

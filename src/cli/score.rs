@@ -3,7 +3,8 @@ use super::Runtime;
 use anyhow::Context;
 use ldctq::criterion::QualityCriterion;
 use ldctq::ensemble::Scorer;
-use ldctq::io::{self, Space};
+use ldctq::io;
+use ldctq::Space;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -32,7 +33,7 @@ pub struct Args {
     batch: usize,
     /// What the values of npy / integer TIFF files are: unit or hu.
     #[arg(long)]
-    input: Option<String>,
+    input: Option<Space>,
     #[command(flatten)]
     runtime: Runtime,
     #[arg(long, value_enum, default_value = "table")]
@@ -104,12 +105,7 @@ impl Batch {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
-    let raw_as = match args.input.as_deref() {
-        None => None,
-        Some("unit") => Some(Space::Unit),
-        Some("hu") => Some(Space::Hu),
-        Some(other) => anyhow::bail!("--input {other:?}: expected unit or hu"),
-    };
+    let raw_as = args.input;
     let mut files = Vec::new();
     for p in &args.paths {
         let found = io::list_images(p)?;
@@ -136,7 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bar.inc(1);
         let frames = io::read_image(file)
             .map_err(ldctq::Error::from)
-            .and_then(|s| model.config().images_from(&s, raw_as));
+            .and_then(|s| ldctq::data::frames(&s, raw_as, model.config().input, model.config().window()));
         let frames = match frames {
             Ok(f) => f,
             Err(e) => {

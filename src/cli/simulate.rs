@@ -20,10 +20,11 @@
 //! as 1 / pixel size at fixed photons per bin).
 use anyhow::Context;
 use clap::ValueEnum;
-use ldctq::io::{self, Space};
-use ldctq::phantom::{self, Augmentation, Rng};
-use ldctq::preprocess::InputSpace;
+use ldctq::io;
+use ldctq::phantom::{self, Augmentation};
+use ldctq::rng::Rng;
 use ldctq::simulate::{self, Filter, ScanParams};
+use ldctq::{Space, Window};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -130,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         !args.doses.is_empty() && !args.views.is_empty(),
         "--doses and --views must not be empty"
     );
-    let device = ldctq::device::parse_device(&args.device)?;
+    let device = ldctq::placement::parse_device(&args.device)?;
     let base = ScanParams {
         full_views: args.full_views,
         i0: args.i0,
@@ -154,7 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for dir in [&image_dir, &reference_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let stream = phantom::derive_seed(args.seed, if args.split == Split::Train { 1 } else { 2 });
+    let stream = ldctq::rng::derive_seed(args.seed, if args.split == Split::Train { 1 } else { 2 });
     let bar = indicatif::ProgressBar::new(args.count as u64).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images {per_sec} eta {eta}")
             .expect("valid template"),
@@ -164,48 +165,48 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut order = Vec::new();
     for i in 0..args.count {
         if i % combos.len() == 0 {
-            order = shuffled(combos.len(), phantom::derive_seed(stream, 1 << 32 | (i / combos.len()) as u64));
+            order =
+                shuffled(combos.len(), ldctq::rng::derive_seed(stream, 1 << 32 | (i / combos.len()) as u64));
         }
         let (dose, views) = combos[order[i % combos.len()]];
         // 53 bits, so that JSON readers that parse numbers as doubles keep them exact.
-        let seed = phantom::derive_seed(stream, i as u64) >> 11;
+        let seed = ldctq::rng::derive_seed(stream, i as u64) >> 11;
         let file = format!("{i:04}.tif");
         let (hu, source, pixel_mm, augmentation) = match &sources[i % sources.len()] {
             Source::Phantom => {
-                let phantom_seed = phantom::derive_seed(seed, 1) >> 11;
+                let phantom_seed = ldctq::rng::derive_seed(seed, 1) >> 11;
                 let hu = phantom::phantom(phantom_seed, args.size).to_device(device);
                 (hu, format!("phantom:{phantom_seed}"), args.fov_mm / args.size as f64, None)
             }
             Source::Real { path, frame, hu, pixel_mm } => {
-                let mut rng = Rng::new(phantom::derive_seed(seed, 1));
+                let mut rng = Rng::new(ldctq::rng::derive_seed(seed, 1));
                 let aug = Augmentation::random(&mut rng, (hu.size()[0], hu.size()[1]), args.min_crop);
                 let out = phantom::augment(hu, &aug, args.size)?;
                 let mm = pixel_mm * aug.crop.2 as f64 / args.size as f64;
                 (out, format!("{}#{frame}", path.display()), mm, Some(aug))
             }
         };
-        let params =
-            ScanParams { dose, views, pixel_mm, seed: Some(phantom::derive_seed(seed, 2)), ..base.clone() };
+        let params = ScanParams {
+            dose,
+            views,
+            pixel_mm,
+            seed: Some(ldctq::rng::derive_seed(seed, 2)),
+            ..base.clone()
+        };
         let (low, reference) = simulate::simulate_pair(&hu, &params)
             .with_context(|| format!("simulating {file} from {source}"))?;
         write_unit(&image_dir.join(&file), &low)?;
         write_unit(&reference_dir.join(&file), &reference)?;
         let clean_label = simulate::quality_label(dose, views, args.full_views);
-        let label = simulate::reader_label(clean_label, phantom::derive_seed(seed, 3));
+        let label = simulate::reader_label(clean_label, ldctq::rng::derive_seed(seed, 3));
         labels.insert(file.clone(), label);
         meta.push(Entry { file, source, dose, views, seed, label, clean_label, pixel_mm, augmentation });
         bar.inc(1);
     }
     bar.finish_and_clear();
     let labels_name = if args.split == Split::Train { "train.json" } else { "test.json" };
-    ldctq::fsutil::write_atomic(
-        &args.out.join(labels_name),
-        serde_json::to_string_pretty(&labels)?.as_bytes(),
-    )?;
-    ldctq::fsutil::write_atomic(
-        &args.out.join("meta.json"),
-        serde_json::to_string_pretty(&meta)?.as_bytes(),
-    )?;
+    ldctq::io::write_atomic(&args.out.join(labels_name), serde_json::to_string_pretty(&labels)?.as_bytes())?;
+    ldctq::io::write_atomic(&args.out.join("meta.json"), serde_json::to_string_pretty(&meta)?.as_bytes())?;
     eprintln!(
         "wrote {} images ({} sources, {} dose/view combinations) to {} in {:.1} s",
         args.count,
@@ -229,19 +230,9 @@ fn load_sources(specs: &[String], fov_mm: f64, device: Device) -> anyhow::Result
         anyhow::ensure!(!files.is_empty(), "{spec}: no supported image files");
         for path in files {
             let slices = io::read_image(&path)?;
-            let (frames, h, w) = slices.pixels.dim();
-            let values: Vec<f32> = slices.pixels.iter().copied().collect();
-            let pixels = Tensor::from_slice(&values).view([frames as i64, h as i64, w as i64]);
-            let hu = match slices.space {
-                Space::Hu => pixels,
-                Space::Unit => {
-                    let (center, width) = InputSpace::LDCTIQA_WINDOW;
-                    pixels * width + (center - width / 2.0)
-                }
-                Space::Raw => {
-                    anyhow::bail!("{}: values of unknown meaning (not HU, not [0, 1])", path.display())
-                }
-            };
+            let (_, h, w) = slices.pixels.dim();
+            // [0, 1] files are taken as made with the LDCTIQA window.
+            let hu = ldctq::data::frames(&slices, None, Space::Hu, Window::LDCTIQA)?;
             anyhow::ensure!(h >= 2 && w >= 2, "{}: {h} x {w} is too small", path.display());
             let pixel_mm = dicom_pixel_mm(&path).unwrap_or(fov_mm / w.max(h) as f64);
             for (frame, hu) in hu.unbind(0).into_iter().enumerate() {
@@ -268,21 +259,16 @@ fn dicom_pixel_mm(path: &Path) -> Option<f64> {
     spacing.first().copied().filter(|s| *s > 0.0 && s.is_finite())
 }
 
-/// A permutation of `0..n` (Fisher-Yates).
+/// A permutation of `0..n`.
 fn shuffled(n: usize, seed: u64) -> Vec<usize> {
-    let mut rng = Rng::new(seed);
     let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        order.swap(i, rng.below(i as u64 + 1) as usize);
-    }
+    Rng::new(seed).shuffle(&mut order);
     order
 }
 
 /// Writes an HU image as an f32 TIFF in [0, 1] through the LDCTIQA window.
 fn write_unit(path: &Path, hu: &Tensor) -> anyhow::Result<()> {
-    let (center, width) = InputSpace::LDCTIQA_WINDOW;
-    let unit =
-        ((hu - (center - width / 2.0)) / width).clamp(0.0, 1.0).to_kind(Kind::Float).to_device(Device::Cpu);
+    let unit = Window::LDCTIQA.to_unit(hu).to_kind(Kind::Float).to_device(Device::Cpu);
     let (h, w) = (unit.size()[0] as usize, unit.size()[1] as usize);
     let values = Vec::<f32>::try_from(unit.contiguous().view(-1))?;
     let image = ndarray::Array2::from_shape_vec((h, w), values)?;

@@ -2,8 +2,9 @@
 use super::Runtime;
 use indicatif::{ProgressBar, ProgressStyle};
 use ldctq::data::Dataset;
-use ldctq::model::{backbone_ref, resolve_backbone, InputKind, QualityConfig};
+use ldctq::model::{backbone_ref, resolve_backbone, QualityConfig};
 use ldctq::train::{Augment, Cache, Event, TrainConfig, Trainer, VisionTraining};
+use ldctq::{Space, Window};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -50,11 +51,11 @@ pub struct Args {
     no_augment: bool,
     /// Input space of the images: unit or hu.
     #[arg(long, default_value = "unit")]
-    input: InputKind,
+    input: Space,
     /// HU window "CENTER,WIDTH" or a name (ldctiqa, abdomen, chest, neuro): recorded for unit input,
     /// applied to hu input.
-    #[arg(long, value_parser = super::parse_window, allow_hyphen_values = true)]
-    window: Option<(f64, f64)>,
+    #[arg(long, allow_hyphen_values = true)]
+    window: Option<Window>,
     /// Model input size (default: the backbone's).
     #[arg(long)]
     image_size: Option<i64>,
@@ -71,8 +72,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     drop(pretrained);
     let mut base = QualityConfig::new(&backbone_ref(&args.backbone, &args.out)?, size);
     base.input = args.input;
-    if let Some((c, w)) = args.window {
-        (base.window_center, base.window_width) = (c, w);
+    if let Some(w) = args.window {
+        (base.window_center, base.window_width) = (w.center, w.width);
     }
     let config = TrainConfig {
         epochs: args.epochs,
@@ -129,7 +130,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg_path = args.out.join("ldctq.json");
     let mut cfg = QualityConfig::from_file(&cfg_path)?;
     cfg.backbone = stored_backbone;
-    ldctq::fsutil::write_atomic(&cfg_path, serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+    ldctq::io::write_atomic(&cfg_path, serde_json::to_string_pretty(&cfg)?.as_bytes())?;
     eprintln!(
         "model folder {} (fold {} chosen by validation MAE; curves.png)",
         args.out.display(),

@@ -1,4 +1,5 @@
-//! Labelled image sets: the LDCTIQA2023 layout, CSV manifests, and folds for cross-validation.
+//! Image sets: the LDCTIQA2023 layout, CSV manifests, `meta.json`, folds for cross-validation, and
+//! image files read as tensors in a chosen space ([`load_frame`]).
 //!
 //! * LDCTIQA2023: a folder with `image/*.tif` (or `images/`) and a labels json
 //!   (`{"0000.tif": 2.8, ...}`: `train.json`, `test.json`, `test-ground-truth.json` or `labels.json`);
@@ -11,8 +12,14 @@
 //!
 //! In the LDCTIQA2023 layout, labels without images and images without labels are errors that list the
 //! offending names; in a manifest, missing images and references are.
+mod frames;
+mod meta;
+
+pub use frames::{frames, load_frame};
+pub use meta::{read_meta, ImageMeta};
+
 use crate::error::{Error, Result};
-pub use crate::rng::Rng;
+use crate::rng::Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -115,7 +115,7 @@ impl IsolatedDenoiser {
         };
         let mut child = Command::new(worker)
             .arg(WORKER_COMMAND)
-            .args(["--device", &crate::device::device_name(device), "--"])
+            .args(["--device", &crate::placement::device_name(device), "--"])
             .arg(&spec.text)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -10,7 +10,7 @@ use dicom_dictionary_std::{tags, StandardDataDictionary};
 use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
 
-use super::{chain, head, slices, ReadError, Result, Slices, Space};
+use super::{chain, head, slices, ReadError, Result, Slices, Space, Window};
 
 const FORMAT: &str = "DICOM";
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
@@ -161,11 +161,11 @@ pub fn read_dicom(path: &Path) -> Result<Slices> {
     }
 
     let (slope, intercept) = groups.rescale(0)?;
-    let window = groups.window()?.map(|(c, w)| {
+    let window = groups.window()?.and_then(|(c, w)| {
         // hu(mirror - raw) = mirror * slope + 2 * intercept - hu(raw)
-        (if mono1 { mirror as f64 * slope + 2.0 * intercept - c } else { c }, w)
+        Window::new(if mono1 { mirror as f64 * slope + 2.0 * intercept - c } else { c }, w).ok()
     });
-    slices(path, FORMAT, (frames as usize, rows as usize, cols as usize), values, Space::Hu, window)
+    slices(path, FORMAT, (frames as usize, rows as usize, cols as usize), values, Some(Space::Hu), window)
 }
 
 /// Walks the element headers of a DICOM file (preamble included) the way the DICOM parser will,

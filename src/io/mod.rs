@@ -1,9 +1,11 @@
 //! Image input: DICOM, TIFF, NumPy `.npy` and PNG files read into `f32` frame stacks.
 //!
 //! Every reader returns a [`Slices`]: a `frames x H x W` array of `f32` plus what its values
-//! mean ([`Space`]). Readers never panic on malformed files; every [`ReadError`] names the file
-//! and the reason. This module does not depend on `tch`.
+//! mean ([`Space`], `None` when the format does not say). Readers never panic on malformed files;
+//! every [`ReadError`] names the file and the reason. `data::load_frame` turns a file into a
+//! tensor in a chosen space.
 
+mod atomic;
 mod dicom;
 mod npy;
 mod png;
@@ -14,9 +16,11 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use crate::window::{Space, Window};
 use ndarray::Array3;
-use serde::{Deserialize, Serialize};
 
+pub use self::atomic::write_atomic;
+pub(crate) use self::atomic::{commit, temp_path};
 pub use self::dicom::read_dicom;
 pub use self::npy::{read_npy, write_npy_f32};
 pub use self::png::{read_png, write_png_u16};
@@ -26,27 +30,18 @@ pub use self::tiff::{read_tiff, write_tiff_f32};
 const SUPPORTED: &str =
     "DICOM (.dcm, .dicom, or any name with 'DICM' at byte 128), TIFF (.tif, .tiff), NumPy (.npy), PNG (.png)";
 
-/// What the pixel values mean.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Space {
-    /// Hounsfield units (DICOM after RescaleSlope/RescaleIntercept).
-    Hu,
-    /// Already in `[0, 1]`: float TIFF (the LDCTIQA2023 format) and PNG (divided by 255 or 65535).
-    Unit,
-    /// Numbers of unknown meaning: integer TIFF, `.npy`.
-    Raw,
-}
-
 /// The images of one file.
 #[derive(Debug, Clone)]
 pub struct Slices {
     /// Pixel values, `frames x H x W`; never empty.
     pub pixels: Array3<f32>,
-    /// What the values mean.
-    pub space: Space,
-    /// `(center, width)` from the DICOM WindowCenter/WindowWidth tags (first values), in the same
-    /// units as `pixels`, if the file has them.
-    pub window: Option<(f64, f64)>,
+    /// What the values mean: HU for DICOM (after RescaleSlope/RescaleIntercept), [0, 1] for float
+    /// TIFF (the LDCTIQA2023 format) and PNG (divided by 255 or 65535); `None` for numbers of
+    /// unknown meaning (integer TIFF, `.npy`).
+    pub space: Option<Space>,
+    /// The DICOM WindowCenter/WindowWidth tags (first values), in the same units as `pixels`, if the
+    /// file has a valid pair.
+    pub window: Option<Window>,
     /// The file the images came from.
     pub source: PathBuf,
 }
@@ -274,8 +269,8 @@ fn slices(
     format: &'static str,
     (frames, height, width): (usize, usize, usize),
     values: Vec<f32>,
-    space: Space,
-    window: Option<(f64, f64)>,
+    space: Option<Space>,
+    window: Option<Window>,
 ) -> Result<Slices> {
     if frames == 0 || height == 0 || width == 0 {
         let reason = format!("empty image ({frames} frames of {height} x {width})");

@@ -5,7 +5,7 @@ use std::path::Path;
 use ndarray::{ArrayD, ArrayViewD, Axis, Ix3};
 use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement, WriteNpyExt};
 
-use super::{slices, write_file, ReadError, Result, Sample, Slices, Space};
+use super::{slices, write_file, ReadError, Result, Sample, Slices};
 
 const FORMAT: &str = "NumPy";
 
@@ -31,7 +31,7 @@ const READERS: [Reader; 10] = [
 
 /// Reads a `.npy` array of dtype float32, float64 or (u)int8/16/32/64 (64-bit integers rounded to
 /// `f32`), in either byte order and C or Fortran order, shaped `(H, W)`, `(N, H, W)` or
-/// `(N, 1, H, W)`; values are kept as they are (`Space::Raw`).
+/// `(N, 1, H, W)`; values are kept as they are (their space is unknown: `None`).
 pub fn read_npy(path: &Path) -> Result<Slices> {
     let bytes = std::fs::read(path).map_err(|e| ReadError::io(path, e))?;
     check_size(path, &bytes)?;
@@ -62,7 +62,7 @@ pub fn read_npy(path: &Path) -> Result<Slices> {
         }
     }
     let array = array.into_dimensionality::<Ix3>().map_err(|e| ReadError::invalid(path, FORMAT, e))?;
-    slices(path, FORMAT, array.dim(), array.iter().copied().collect(), Space::Raw, None)
+    slices(path, FORMAT, array.dim(), array.iter().copied().collect(), None, None)
 }
 
 /// The header text of an `.npy` file and the offset of its data, if its preamble is well-formed.

@@ -57,7 +57,7 @@ pub fn read_png(path: &Path) -> Result<Slices> {
             values.push(f32::from(gray) / scale);
         }
     }
-    slices(path, FORMAT, (1, height, width), values, Space::Unit, None)
+    slices(path, FORMAT, (1, height, width), values, Some(Space::Unit), None)
 }
 
 /// Writes `image` (`H x W`, values in `[0, 1]`) as a 16-bit grayscale PNG: each value is clamped

@@ -28,12 +28,12 @@ fn error(path: &Path, e: TiffError) -> ReadError {
 ///
 /// Floating-point samples (32-bit as in LDCTIQA2023, also 16- and 64-bit) are taken to be in
 /// `[0, 1]` (`Space::Unit`); 8-, 16-, 32- and 64-bit integer samples, signed or not, give
-/// `Space::Raw`. Colour, palette and multi-sample images and bit depths below 8 are refused.
+/// an unknown space (`None`). Colour, palette and multi-sample images and bit depths below 8 are refused.
 pub fn read_tiff(path: &Path) -> Result<Slices> {
     let err = |e| error(path, e);
     let mut decoder = Decoder::new(open(path, FORMAT, &MAGICS)?).map_err(err)?;
     let mut values = Vec::new();
-    let mut first: Option<((u32, u32), Space)> = None;
+    let mut first: Option<((u32, u32), Option<Space>)> = None;
     let mut pages = 0;
     loop {
         let size = decoder.dimensions().map_err(err)?;
@@ -52,17 +52,17 @@ pub fn read_tiff(path: &Path) -> Result<Slices> {
             }
         }
         let (page, space) = match decoder.read_image().map_err(err)? {
-            DecodingResult::F32(v) => (v, Space::Unit),
-            DecodingResult::F64(v) => (to_f32(v), Space::Unit),
-            DecodingResult::F16(v) => (v.into_iter().map(|x| x.to_f32()).collect(), Space::Unit),
-            DecodingResult::U8(v) => (to_f32(v), Space::Raw),
-            DecodingResult::I8(v) => (to_f32(v), Space::Raw),
-            DecodingResult::U16(v) => (to_f32(v), Space::Raw),
-            DecodingResult::I16(v) => (to_f32(v), Space::Raw),
-            DecodingResult::U32(v) => (to_f32(v), Space::Raw),
-            DecodingResult::I32(v) => (to_f32(v), Space::Raw),
-            DecodingResult::U64(v) => (to_f32(v), Space::Raw),
-            DecodingResult::I64(v) => (to_f32(v), Space::Raw),
+            DecodingResult::F32(v) => (v, Some(Space::Unit)),
+            DecodingResult::F64(v) => (to_f32(v), Some(Space::Unit)),
+            DecodingResult::F16(v) => (v.into_iter().map(|x| x.to_f32()).collect(), Some(Space::Unit)),
+            DecodingResult::U8(v) => (to_f32(v), None),
+            DecodingResult::I8(v) => (to_f32(v), None),
+            DecodingResult::U16(v) => (to_f32(v), None),
+            DecodingResult::I16(v) => (to_f32(v), None),
+            DecodingResult::U32(v) => (to_f32(v), None),
+            DecodingResult::I32(v) => (to_f32(v), None),
+            DecodingResult::U64(v) => (to_f32(v), None),
+            DecodingResult::I64(v) => (to_f32(v), None),
         };
         let expected = size.0 as usize * size.1 as usize;
         if page.len() != expected {

@@ -14,22 +14,10 @@ pub use vision::{VisionOutput, VisionTransformer};
 use crate::checkpoint::{resolve_model_dir, Checkpoint};
 use crate::config::{SiglipConfig, SiglipTextConfig, SiglipVisionConfig};
 use crate::error::Result;
+use crate::placement::Placement;
 use crate::tokenizer::SiglipTokenizer;
 use std::path::{Path, PathBuf};
-use tch::{nn, Device, Kind, Tensor};
-
-/// Where and in which precision to hold weights.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Placement {
-    pub device: Device,
-    pub kind: Kind,
-}
-
-impl Default for Placement {
-    fn default() -> Self {
-        Self { device: Device::Cpu, kind: Kind::Float }
-    }
-}
+use tch::{nn, Tensor};
 
 /// The vision tower in its own store (`vision_model.*`).
 #[derive(Debug)]

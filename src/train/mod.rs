@@ -17,14 +17,15 @@ pub use adamw::AdamW;
 pub use augment::Augment;
 pub use loss::ranking_loss;
 
-use crate::data::{stratified_folds, Dataset};
+use crate::data::{load_frame, stratified_folds, Dataset};
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use crate::io::write_atomic;
 use crate::metrics;
 use crate::model::{QualityConfig, QualityModel, Widths};
+use crate::placement::Placement;
 use crate::preprocess::resize_bicubic;
 use crate::rng::Rng;
-use crate::siglip::Placement;
+use crate::window::Space;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -163,17 +164,8 @@ impl Cache {
         let s = model.image_size;
         let mut frames = Vec::with_capacity(data.samples.len());
         for sample in &data.samples {
-            let slices = crate::io::read_image(&sample.path)?;
-            let all = model.images_from(&slices, None)?;
-            let n = all.size()[0] as usize;
-            if sample.frame >= n {
-                return Err(Error::InvalidInput(format!(
-                    "{}: frame {} of {n}",
-                    sample.path.display(),
-                    sample.frame
-                )));
-            }
-            let x = all.get(sample.frame as i64).unsqueeze(0).unsqueeze(0); // (1, 1, H, W)
+            let x = load_frame(&sample.path, sample.frame, None, model.input, model.window())?;
+            let x = x.unsqueeze(0).unsqueeze(0); // (1, 1, H, W)
             let (h, w) = (x.size()[2], x.size()[3]);
             frames.push(if (h, w) == (s, s) { x } else { resize_bicubic(&x, s, s) });
         }
@@ -294,8 +286,8 @@ impl Trainer<'_> {
         let log_path = self.out.join("train_log.jsonl");
         let log_text = std::fs::read_to_string(&log_path).map_err(|e| Error::io(&log_path, e))?;
         let logs: Vec<EpochLog> = log_text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-        crate::bench::plots::training_curves(&self.out, &logs)
-            .map_err(|e| Error::io(self.out.join("curves.png"), std::io::Error::other(e.to_string())))?;
+        #[cfg(feature = "plots")]
+        draw_curves(&self.out, &logs)?;
         let summary = TrainSummary { chosen_fold: chosen, folds: results, config: self.config.clone() };
         write_atomic(
             &self.out.join("train_summary.json"),
@@ -354,8 +346,7 @@ impl Trainer<'_> {
         let micro_per_epoch = train_idx.len().div_ceil(c.batch_size);
         let total_steps = micro_per_epoch.div_ceil(c.accumulation) * c.epochs;
         let pre = model.config.preprocess();
-        let value_range =
-            if model.config.input == crate::model::InputKind::Hu { model.config.window_width } else { 1.0 };
+        let value_range = if model.config.input == Space::Hu { model.config.window_width } else { 1.0 };
         for epoch in state.epochs_done..c.epochs {
             let start = std::time::Instant::now();
             let mut rng = Rng::derive(&[c.seed, fold as u64, epoch as u64]);
@@ -506,4 +497,39 @@ fn append_line(path: &Path, line: &str) -> Result<()> {
     let mut f =
         std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
     f.write_all(line.as_bytes()).map_err(|e| Error::io(path, e))
+}
+
+/// `curves.png` / `.svg`: losses (left) and validation correlations (right) per epoch, one colour per
+/// fold and series.
+#[cfg(feature = "plots")]
+fn draw_curves(dir: &Path, logs: &[EpochLog]) -> Result<()> {
+    use crate::plots::{line_panels, LinePanel, Series};
+    type Line = (&'static str, fn(&EpochLog) -> f64);
+    let mut folds: Vec<usize> = logs.iter().map(|l| l.fold).collect();
+    folds.dedup();
+    let panel = |title: &str, y_max: f64, lines: [Line; 2]| LinePanel {
+        title: title.into(),
+        y_max,
+        lines: folds
+            .iter()
+            .flat_map(|&fold| {
+                lines.iter().map(move |(name, value)| Series {
+                    name: format!("fold {fold} {name}"),
+                    points: logs
+                        .iter()
+                        .filter(|l| l.fold == fold)
+                        .map(|l| (l.epoch as f64, value(l).max(0.0)))
+                        .collect(),
+                })
+            })
+            .collect(),
+    };
+    let max_loss = logs.iter().map(|l| l.train_loss.max(l.val_loss)).fold(0.0, f64::max).max(1e-3);
+    let panels = [
+        panel("ranking loss", max_loss * 1.05, [("train", |l| l.train_loss), ("val", |l| l.val_loss)]),
+        panel("validation correlation", 1.0, [("SROCC", |l| l.val_srocc), ("PLCC", |l| l.val_plcc)]),
+    ];
+    line_panels(dir, "curves", "epoch", &panels)
+        .map(|_| ())
+        .map_err(|e| Error::io(dir.join("curves.png"), std::io::Error::other(e.to_string())))
 }

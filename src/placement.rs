@@ -1,6 +1,28 @@
-//! Parsing of `--device` and `--dtype` values.
+//! Where and in which precision a model holds its weights ([`Placement`]), and the parsing of
+//! `--device` and `--dtype` values.
 use crate::error::{Error, Result};
 use tch::{Device, Kind};
+
+/// Where and in which precision to hold weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Placement {
+    pub device: Device,
+    pub kind: Kind,
+}
+
+impl Default for Placement {
+    /// CPU, f32.
+    fn default() -> Self {
+        Self { device: Device::Cpu, kind: Kind::Float }
+    }
+}
+
+impl Placement {
+    /// A placement from `--device` and `--dtype` values (see [`parse_device`], [`parse_kind`]).
+    pub fn parse(device: &str, dtype: &str) -> Result<Self> {
+        Ok(Self { device: parse_device(device)?, kind: parse_kind(dtype)? })
+    }
+}
 
 /// `cpu`, `cuda` or `cuda:N`; CUDA only when libtorch sees that device.
 pub fn parse_device(s: &str) -> Result<Device> {
@@ -27,6 +49,16 @@ pub fn device_name(device: Device) -> String {
     match device {
         Device::Cuda(i) => format!("cuda:{i}"),
         _ => "cpu".into(),
+    }
+}
+
+/// The `--dtype` value [`parse_kind`] reads back as `kind` (`f64` for double precision).
+pub fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::BFloat16 => "bf16",
+        Kind::Half => "f16",
+        Kind::Double => "f64",
+        _ => "f32",
     }
 }
 

@@ -1,11 +1,4 @@
-//! Evaluation metrics of the LDCTIQA2023 challenge, plus the statistics a denoiser benchmark needs.
-//!
-//! The challenge score is `|PLCC| + |SROCC| + |KROCC|` between predicted and radiologist quality scores
-//! ([`evaluate`] returns it as [`Report::overall`], with MAE and RMSE). All correlations follow scipy:
-//! [`plcc`] is `scipy.stats.pearsonr`, [`srocc`] is `spearmanr` (average ranks for ties) and [`krocc`] is
-//! `kendalltau` (tau-b). Inputs are validated up front, so no function here returns NaN: a length mismatch,
-//! too few items, a non-finite value or a constant vector is a [`MetricError`].
-
+//! Agreement with labels (PLCC, SROCC, KROCC, MAE, RMSE) and the paired statistics of the benchmark.
 use std::f64::consts::{PI, SQRT_2};
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,294 @@
+//! The prompt-conditioned quality model (paper, section III) and its model folder.
+//!
+//! A model folder holds `ldctq.json` ([`QualityConfig`]), `head.safetensors` (FiLM generator and
+//! heads: `film.fc1`, `film.fc2`, `head_global.fc1`, ..., `fusion.fc2`) and optionally
+//! `vision.safetensors` (a fine-tuned vision tower with HF key names, overriding the backbone's).
+//! The backbone is a SigLIP checkpoint folder, HF cache folder or cached repo id.
+//!
+//! The forward pass ([`QualityModel::forward_stages`]): pixel values -> vision tower -> post-LN patch
+//! tokens H -> FiLM from the prompt embedding z_t (H~ = H (1 + s tanh(gamma)) + s beta) -> global,
+//! local and texture pooling -> three heads -> fusion MLP -> logit -> score 4 sigmoid(logit / tau).
+mod checkpointing;
+mod config;
+mod init;
+mod prompt;
+
+pub(crate) use checkpointing::upstream_vector;
+pub use config::{backbone_ref, resolve_backbone, QualityConfig, Widths, DEFAULT_PROMPT, FORMAT_VERSION};
+
+use crate::checkpoint::Checkpoint;
+use crate::error::{Error, Result};
+use crate::film::{modulate, Film, FilmConfig};
+use crate::heads::{pool, Heads, HeadsConfig};
+use crate::placement::Placement;
+use crate::preprocess::Preprocess;
+use crate::rng::Rng;
+use crate::siglip::{Pretrained, SiglipVisionModel};
+use init::{init_linear_layers, widths_of};
+use prompt::PromptEncoder;
+use std::cell::RefCell;
+use std::path::Path;
+use tch::{nn, Kind, Tensor};
+
+/// The intermediate tensors of one forward pass (paper notation).
+#[derive(Debug)]
+pub struct Stages {
+    pub pixel_values: Tensor,
+    pub gamma: Tensor,
+    pub beta: Tensor,
+    /// H: post-LN patch tokens, (B, P, d).
+    pub tokens: Tensor,
+    /// H~ = H (1 + s tanh(gamma)) + s beta.
+    pub tokens_film: Tensor,
+    pub h_g: Tensor,
+    pub h_l: Tensor,
+    pub h_tex: Tensor,
+    /// [y_g, y_l, y_tex], (B, 3).
+    pub y: Tensor,
+    pub logit: Tensor,
+    pub score: Tensor,
+}
+
+/// The quality model: vision tower, FiLM from the prompt, pooling, heads, fusion, bounded score.
+pub struct QualityModel {
+    pub config: QualityConfig,
+    /// The vision tower's own store (trainable or frozen).
+    pub(crate) vision: SiglipVisionModel,
+    /// FiLM generator and heads (`film.*`, `head_*.*`, `fusion.*`).
+    pub(crate) heads_vs: nn::VarStore,
+    film: Film,
+    heads: Heads,
+    prompts: RefCell<PromptEncoder>,
+    /// (gamma, beta) of the current prompt while the heads are frozen.
+    film_cache: RefCell<Option<(Tensor, Tensor)>>,
+    placement: Placement,
+    /// Encoder layers per activation-checkpointing segment in `score_and_grad` (0: off).
+    checkpoint_every: usize,
+}
+
+impl std::fmt::Debug for QualityModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QualityModel")
+            .field("config", &self.config)
+            .field("placement", &self.placement)
+            .finish()
+    }
+}
+
+impl QualityModel {
+    fn build(config: QualityConfig, backbone: Pretrained, widths: Widths, at: Placement) -> Result<Self> {
+        config.validate().map_err(Error::InvalidInput)?;
+        let mut vcfg = backbone.config.vision_config.clone();
+        vcfg.vision_use_head = false; // the MAP head is not used by the quality model
+        let vision = SiglipVisionModel::new(&vcfg, at)?;
+        let heads_vs = nn::VarStore::new(at.device);
+        let d = vcfg.hidden_size;
+        let film_cfg = FilmConfig {
+            text_dim: backbone.config.text_config.projection_size(),
+            hidden: widths.film_hidden,
+            vision_dim: d,
+        };
+        let film = Film::new(heads_vs.root() / "film", &film_cfg)?;
+        let heads_cfg = HeadsConfig {
+            dim: d,
+            hidden: widths.head_hidden,
+            fusion_hidden: widths.fusion_hidden,
+            dropout: config.dropout,
+        };
+        let heads = Heads::new(heads_vs.root(), &heads_cfg)?;
+        let prompts = RefCell::new(PromptEncoder::new(backbone));
+        Ok(Self {
+            config,
+            vision,
+            heads_vs,
+            film,
+            heads,
+            prompts,
+            film_cache: RefCell::new(None),
+            placement: at,
+            checkpoint_every: 0,
+        })
+    }
+
+    /// A fresh, untrained model on `backbone` (heads randomly initialised from `seed`).
+    pub fn init(config: QualityConfig, widths: Widths, seed: i64, at: Placement) -> Result<Self> {
+        let backbone = Pretrained::open(&config.backbone)?;
+        let mut model = Self::build(config, backbone, widths, at)?;
+        init_linear_layers(&model.heads_vs, seed as u64)?;
+        model.load_backbone_vision()?;
+        model.heads_vs.set_kind(model.output_kind());
+        model.freeze();
+        Ok(model)
+    }
+
+    /// Loads a model folder, checking every tensor against `ldctq.json` and the backbone.
+    pub fn load(dir: &Path, at: Placement) -> Result<Self> {
+        let config = QualityConfig::from_file(&dir.join("ldctq.json"))?;
+        let backbone = Pretrained::open(&resolve_backbone(&config.backbone, Some(dir)))?;
+        let heads_path = dir.join("head.safetensors");
+        if !heads_path.is_file() {
+            return Err(Error::NotFound(format!("{}: missing head.safetensors", dir.display())));
+        }
+        let head_ckpt = Checkpoint::open_file(&heads_path)?;
+        let widths = widths_of(&head_ckpt)?;
+        let mut model = Self::build(config, backbone, widths, at)?;
+        head_ckpt.load_into(&[&model.heads_vs], &[])?;
+        let vision_path = dir.join("vision.safetensors");
+        if vision_path.is_file() {
+            Checkpoint::open_file(&vision_path)?.load_into(&[&model.vision.vs], &["vision_model.head."])?;
+        } else {
+            model.load_backbone_vision()?;
+        }
+        model.heads_vs.set_kind(model.output_kind());
+        model.freeze();
+        Ok(model)
+    }
+
+    fn load_backbone_vision(&self) -> Result<()> {
+        let prompts = self.prompts.borrow();
+        prompts
+            .backbone
+            .checkpoint
+            .load_into(&[&self.vision.vs], &["text_model.", "logit_", "vision_model.head."])
+    }
+
+    /// Writes `ldctq.json` and `head.safetensors` (and `vision.safetensors` when `with_vision`) to `dir`.
+    pub fn save(&self, dir: &Path, with_vision: bool) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let json = serde_json::to_string_pretty(&self.config).expect("config serializes");
+        crate::io::write_atomic(&dir.join("ldctq.json"), json.as_bytes())?;
+        crate::checkpoint::save_store_atomic(&self.heads_vs, &dir.join("head.safetensors"))?;
+        if with_vision {
+            crate::checkpoint::save_store_atomic(&self.vision.vs, &dir.join("vision.safetensors"))?;
+        }
+        Ok(())
+    }
+
+    /// The vision tower's store (`vision_model.*`; frozen unless a trainer unfreezes it).
+    pub fn vision_store(&self) -> &nn::VarStore {
+        &self.vision.vs
+    }
+
+    /// The vision tower's store, to change its dtype or values (call [`Self::freeze`] afterwards for
+    /// criterion use).
+    pub fn vision_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vision.vs
+    }
+
+    /// The store of the FiLM generator and heads (`film.*`, `head_*.*`, `fusion.*`).
+    pub fn heads_store(&self) -> &nn::VarStore {
+        &self.heads_vs
+    }
+
+    /// Freezes every parameter (criterion use: no weight gradients).
+    pub fn freeze(&mut self) {
+        self.vision.vs.freeze();
+        self.heads_vs.freeze();
+    }
+
+    /// Device and dtype of the weights.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// Sets the prompt (the text tower runs once for a new prompt).
+    pub fn set_prompt(&mut self, prompt: &str) -> Result<()> {
+        let _z_t = self.prompts.borrow_mut().z_t(prompt)?;
+        self.config.prompt = prompt.to_string();
+        self.film_cache.replace(None);
+        Ok(())
+    }
+
+    /// Sets the FiLM strength s.
+    pub fn set_film_strength(&mut self, s: f64) -> Result<()> {
+        if !s.is_finite() {
+            return Err(Error::InvalidInput(format!("film strength must be finite, got {s}")));
+        }
+        self.config.film_strength = s;
+        Ok(())
+    }
+
+    /// z_t: the L2-normalized text features of the current prompt, (d_t), f32 on CPU.
+    pub fn prompt_embedding(&self) -> Result<Tensor> {
+        self.prompts.borrow_mut().z_t(&self.config.prompt)
+    }
+
+    /// (gamma, beta) of the current prompt; cached while the FiLM generator is frozen.
+    fn film_params(&self) -> Result<(Tensor, Tensor)> {
+        let frozen = self.heads_vs.trainable_variables().iter().all(|v| !v.requires_grad());
+        if frozen {
+            if let Some((g, b)) = self.film_cache.borrow().as_ref() {
+                return Ok((g.shallow_clone(), b.shallow_clone()));
+            }
+        }
+        let z_t = self.prompts.borrow_mut().z_t(&self.config.prompt)?;
+        let z_t = z_t.to_device(self.placement.device).to_kind(self.output_kind());
+        let (g, b) = if frozen { tch::no_grad(|| self.film.params(&z_t)) } else { self.film.params(&z_t) };
+        if frozen {
+            self.film_cache.replace(Some((g.shallow_clone(), b.shallow_clone())));
+        }
+        Ok((g, b))
+    }
+
+    /// Preprocessing, FiLM, pooling, heads and scores are f32 (f64 for an f64 model), also for a bf16
+    /// vision tower: the heads are small, and the texture pooling's max selects tokens, so its
+    /// gradient needs the tokens' values as exact as the tower gives them.
+    fn output_kind(&self) -> Kind {
+        if self.placement.kind == Kind::Double {
+            Kind::Double
+        } else {
+            Kind::Float
+        }
+    }
+
+    /// Every stage of the forward pass, from `pixel_values` to the score (for tests and inspection).
+    /// `dropout`: the generator of the heads' dropout masks when training, `None` in evaluation.
+    pub fn forward_stages(&self, pixel_values: &Tensor, dropout: Option<&mut Rng>) -> Result<Stages> {
+        // f32 pixels also for a bf16 tower: its patch embedding runs in f32 (see `VisionEmbeddings`).
+        let pixel_values = pixel_values.to_device(self.placement.device).to_kind(self.output_kind());
+        // A frozen tower on an input without gradient needs no graph (training the heads alone).
+        let vision_frozen = self.vision.vs.variables().values().all(|v| !v.requires_grad());
+        let run_vision = || self.vision.vision_model.forward(&pixel_values, false, false);
+        let out = if vision_frozen && !pixel_values.requires_grad() {
+            tch::no_grad(run_vision)
+        } else {
+            run_vision()
+        };
+        let tokens = out?.last_hidden_state; // (B, P, d)
+        self.stages_from_tokens(pixel_values, tokens, dropout)
+    }
+
+    /// The stages after the vision tower: FiLM, pooling, heads, fusion, score.
+    fn stages_from_tokens(
+        &self,
+        pixel_values: Tensor,
+        tokens: Tensor,
+        dropout: Option<&mut Rng>,
+    ) -> Result<Stages> {
+        let tokens = tokens.to_kind(self.output_kind());
+        let (gamma, beta) = self.film_params()?; // (d), (d)
+        let tokens_film = modulate(&tokens, &gamma, &beta, self.config.film_strength); // (B, P, d)
+        let (h_g, h_l, h_tex) = pool(&tokens_film, self.config.local_mode)?; // (B, d), (B, 4d), (B, 2d)
+        let y = self.heads.sub_scores(&h_g, &h_l, &h_tex, dropout); // (B, 3)
+        let logit = self.heads.fuse(&y); // (B)
+        let score = (&logit / self.config.tau_out).sigmoid() * 4.0; // (B) in [0, 4]
+        Ok(Stages { pixel_values, gamma, beta, tokens, tokens_film, h_g, h_l, h_tex, y, logit, score })
+    }
+
+    /// Scores from `pixel_values`.
+    ///
+    /// # Shapes
+    /// `pixel_values`: (B, 3, S, S) -> scores (B) in [0, 4], f32 (f64 for an f64 model).
+    pub fn forward_t(&self, pixel_values: &Tensor, dropout: Option<&mut Rng>) -> Result<Tensor> {
+        Ok(self.forward_stages(pixel_values, dropout)?.score)
+    }
+
+    /// Scores of images in the model's input space, any size: (N, H, W) or (N, 1, H, W) -> (N).
+    /// Differentiable with respect to `images` when they require grad.
+    pub fn score_images(&self, images: &Tensor) -> Result<Tensor> {
+        // Preprocess in f32 (f64 for an f64 model); the vision tower casts to its own dtype.
+        Preprocess::check(images)?;
+        let pixel_values = self.config.preprocess().pixel_values(&images.to_kind(self.output_kind()))?;
+        self.forward_t(&pixel_values, None)
+    }
+}
