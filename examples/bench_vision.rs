@@ -68,7 +68,7 @@ fn guard(dir: &str, n: u64) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let ld = ldctq::simulate::simulate(&hu, &params)?;
-            Ok(window.to_unit(&ld).unsqueeze(0))
+            Ok(window.to_unit(&ld)?.unsqueeze(0))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let x = Tensor::stack(&slices, 0);

@@ -20,7 +20,8 @@ fn main() -> anyhow::Result<()> {
     // Noisy [0,1] slices: procedural phantoms through the model's window, plus Gaussian noise.
     tch::manual_seed(0);
     let window = criterion.config.window();
-    let clean: Vec<Tensor> = (0..4).map(|s| window.to_unit(&ldctq::phantom::phantom(s, size))).collect();
+    let clean =
+        (0..4).map(|s| window.to_unit(&ldctq::phantom::phantom(s, size))).collect::<Result<Vec<_>, _>>()?;
     let clean = Tensor::stack(&clean, 0).unsqueeze(1).to_kind(Kind::Float); // (4, 1, S, S)
     let noisy = &clean + Tensor::randn_like(&clean) * 0.08;
 

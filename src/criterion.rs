@@ -51,11 +51,11 @@ pub trait QualityCriterion {
 
     /// A loss to minimise: `4 - score` (the distance to the best score), reduced.
     fn loss(&self, images: &Tensor, reduction: Reduction) -> Result<Tensor> {
-        let per_image = self.score(images)?.neg() + self.info().score_range.1;
+        let per_image = self.score(images)?.f_neg()?.f_add_scalar(self.info().score_range.1)?;
         Ok(match reduction {
             Reduction::None => per_image,
-            Reduction::Mean => per_image.mean(Kind::Float),
-            Reduction::Sum => per_image.sum(Kind::Float),
+            Reduction::Mean => per_image.f_mean(Kind::Float)?,
+            Reduction::Sum => per_image.f_sum(Kind::Float)?,
         })
     }
 }
@@ -66,12 +66,12 @@ fn score_and_grad_by_autograd<C: QualityCriterion + ?Sized>(
     images: &Tensor,
     upstream: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
-    let x = images.detach().set_requires_grad(true);
+    let x = images.f_detach()?.f_set_requires_grad(true)?;
     let scores = tch::with_grad(|| criterion.score(&x))?;
     let u = upstream_vector(&scores, upstream)?;
-    let total = (&scores * &u).sum(scores.kind());
+    let total = scores.f_mul(&u)?.f_sum(scores.kind())?;
     let grad = Tensor::f_run_backward(&[&total], &[&x], false, false)?.remove(0);
-    Ok((scores.detach(), grad))
+    Ok((scores.f_detach()?, grad))
 }
 
 impl QualityCriterion for QualityModel {

@@ -63,7 +63,7 @@ impl QualityCriterion for Ensemble {
 
     fn score(&self, images: &Tensor) -> Result<Tensor> {
         let scores = self.members.iter().map(|m| m.score(images)).collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::stack(&scores, 0).mean_dim(0, false, scores[0].kind()))
+        Ok(Tensor::f_stack(&scores, 0)?.f_mean_dim(0, false, scores[0].kind())?)
     }
 
     /// The mean of the members' scores and vector-Jacobian products, one member's graph at a time.
@@ -74,11 +74,11 @@ impl QualityCriterion for Ensemble {
             let (s, g) = member.score_and_grad(images, upstream)?;
             total = Some(match total {
                 None => (s, g),
-                Some((ts, tg)) => (ts + s, tg + g),
+                Some((ts, tg)) => (ts.f_add(&s)?, tg.f_add(&g)?),
             });
         }
         let (s, g) = total.expect("an ensemble has members");
-        Ok((s / m, g / m))
+        Ok((s.f_div_scalar(m)?, g.f_div_scalar(m)?))
     }
 }
 
@@ -149,7 +149,7 @@ impl QualityCriterion for Scorer {
             Self::Single(m) => m.score(images),
             Self::Ensemble(e) => e.score(images),
         }
-        .map(|s| if s.kind() == Kind::Double { s } else { s.to_kind(Kind::Float) })
+        .and_then(|s| if s.kind() == Kind::Double { Ok(s) } else { Ok(s.f_to_kind(Kind::Float)?) })
     }
 
     fn score_and_grad(&self, images: &Tensor, upstream: Option<&Tensor>) -> Result<(Tensor, Tensor)> {

@@ -34,9 +34,26 @@ pub enum Error {
     /// A file-system operation failed.
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    /// libtorch reported an error (out of memory, device errors, ...).
+    /// libtorch could not allocate host or device memory.
+    #[error("out of memory: {0}")]
+    OutOfMemory(tch::TchError),
+    /// libtorch reported another error (a device fault, a kernel refusing its input, ...).
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
+}
+
+impl From<tch::TchError> for Error {
+    /// libtorch's allocators throw `c10::OutOfMemoryError`, which tch passes on as a message only
+    /// ("CUDA out of memory", "DefaultCPUAllocator: can't allocate memory"); this is the one place
+    /// that tells it from other libtorch errors.
+    fn from(e: tch::TchError) -> Self {
+        let text = e.to_string();
+        if text.contains("out of memory") || text.contains("can't allocate memory") {
+            Error::OutOfMemory(e)
+        } else {
+            Error::Torch(e)
+        }
+    }
 }
 
 /// `Result` with the library's [`Error`].

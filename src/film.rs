@@ -3,6 +3,7 @@
 //! A two-layer MLP `g` maps the L2-normalized prompt embedding z_t (d_t) to per-channel
 //! (gamma, beta) (d each); the patch tokens are modulated as H~ = H * (1 + s tanh(gamma)) + s beta.
 use crate::error::Result;
+use crate::layers::TryApply;
 use tch::{nn, Tensor};
 
 /// FiLM generator `g` (checkpoint prefix `film`): `fc1` d_t -> h_f, exact GELU, `fc2` h_f -> 2d.
@@ -32,10 +33,11 @@ impl Film {
     }
 
     /// `z_t` (d_t) or (1, d_t) -> (gamma, beta), each (d).
-    pub fn params(&self, z_t: &Tensor) -> (Tensor, Tensor) {
-        let out = z_t.reshape([1, -1]).apply(&self.fc1).gelu("none").apply(&self.fc2).squeeze_dim(0); // (2d)
+    pub fn params(&self, z_t: &Tensor) -> Result<(Tensor, Tensor)> {
+        let hidden = z_t.f_reshape([1, -1])?.try_apply(&self.fc1)?.f_gelu("none")?;
+        let out = hidden.try_apply(&self.fc2)?.f_squeeze_dim(0)?; // (2d)
         let d = out.size()[0] / 2;
-        (out.narrow(0, 0, d), out.narrow(0, d, d))
+        Ok((out.f_narrow(0, 0, d)?, out.f_narrow(0, d, d)?))
     }
 }
 
@@ -43,12 +45,12 @@ impl Film {
 ///
 /// # Shapes
 /// `tokens`: (B, P, d); `gamma`, `beta`: (d). With s = 0 the tokens are returned unchanged.
-pub fn modulate(tokens: &Tensor, gamma: &Tensor, beta: &Tensor, strength: f64) -> Tensor {
+pub fn modulate(tokens: &Tensor, gamma: &Tensor, beta: &Tensor, strength: f64) -> Result<Tensor> {
     if strength == 0.0 {
-        return tokens.shallow_clone();
+        return Ok(tokens.shallow_clone());
     }
     let kind = tokens.kind();
-    let scale = (gamma.tanh() * strength + 1.0).to_kind(kind);
-    let shift = (beta * strength).to_kind(kind);
-    tokens * scale + shift
+    let scale = gamma.f_tanh()?.f_mul_scalar(strength)?.f_add_scalar(1.0)?.f_to_kind(kind)?; // (d)
+    let shift = beta.f_mul_scalar(strength)?.f_to_kind(kind)?; // (d)
+    Ok(tokens.f_mul(&scale)?.f_add(&shift)?)
 }

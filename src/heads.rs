@@ -1,5 +1,6 @@
 //! Multi-scale pooling, the three regression heads and their fusion (paper, section III-D, eq. 4-5).
 use crate::error::{Error, Result};
+use crate::layers::TryApply;
 use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
@@ -33,10 +34,10 @@ impl std::str::FromStr for LocalMode {
 /// `tokens`: (B, P, d) -> (h_g (B, d), h_l (B, 4d), h_tex (B, 2d)).
 pub fn pool(tokens: &Tensor, local: LocalMode) -> Result<(Tensor, Tensor, Tensor)> {
     let (b, p, d) = tokens.size3()?;
-    let v = tokens.transpose(1, 2); // (B, d, P)
-    let h_g = v.adaptive_avg_pool1d([1]).flatten(1, -1); // (B, d)
+    let v = tokens.f_transpose(1, 2)?; // (B, d, P)
+    let h_g = v.f_adaptive_avg_pool1d([1])?.f_flatten(1, -1)?; // (B, d)
     let h_l = match local {
-        LocalMode::Sequence => v.adaptive_avg_pool1d([4]),
+        LocalMode::Sequence => v.f_adaptive_avg_pool1d([4])?,
         LocalMode::Grid => {
             let side = (p as f64).sqrt().round() as i64;
             if side * side != p {
@@ -44,11 +45,11 @@ pub fn pool(tokens: &Tensor, local: LocalMode) -> Result<(Tensor, Tensor, Tensor
                     "local_mode grid needs a square patch grid, got {p} tokens"
                 )));
             }
-            v.reshape([b, d, side, side]).adaptive_avg_pool2d([2, 2]) // (B, d, 2, 2), quadrants row-major
+            v.f_reshape([b, d, side, side])?.f_adaptive_avg_pool2d([2, 2])? // (B, d, 2, 2), quadrants row-major
         }
     }
-    .flatten(1, -1); // (B, 4d)
-    let h_tex = v.adaptive_max_pool1d([2]).0.flatten(1, -1); // (B, 2d)
+    .f_flatten(1, -1)?; // (B, 4d)
+    let h_tex = v.f_adaptive_max_pool1d([2])?.0.f_flatten(1, -1)?; // (B, 2d)
     Ok((h_g, h_l, h_tex))
 }
 
@@ -72,22 +73,23 @@ impl Head {
 
 impl Head {
     /// (B, in) -> (B, 1); dropout is applied when a generator is given (training).
-    pub fn forward(&self, xs: &Tensor, dropout: Option<&mut Rng>) -> Tensor {
-        let hidden = xs.apply(&self.fc1).gelu("none");
+    pub fn forward(&self, xs: &Tensor, dropout: Option<&mut Rng>) -> Result<Tensor> {
+        let hidden = xs.try_apply(&self.fc1)?.f_gelu("none")?;
         let hidden = match dropout {
-            Some(rng) if self.dropout > 0.0 => &hidden * dropout_mask(&hidden, self.dropout, rng),
+            Some(rng) if self.dropout > 0.0 => hidden.f_mul(&dropout_mask(&hidden, self.dropout, rng)?)?,
             _ => hidden,
         };
-        hidden.apply(&self.fc2)
+        hidden.try_apply(&self.fc2)
     }
 }
 
 /// An inverted-dropout mask like `xs`, drawn from `rng` (not libtorch's global generator, so training
 /// is reproducible whatever else runs in the process).
-fn dropout_mask(xs: &Tensor, p: f64, rng: &mut Rng) -> Tensor {
+fn dropout_mask(xs: &Tensor, p: f64, rng: &mut Rng) -> Result<Tensor> {
     let keep: Vec<f32> =
         (0..xs.numel()).map(|_| if rng.uniform() < p { 0.0 } else { (1.0 / (1.0 - p)) as f32 }).collect();
-    Tensor::from_slice(&keep).view(xs.size().as_slice()).to_kind(xs.kind()).to_device(xs.device())
+    let mask = Tensor::f_from_slice(&keep)?.f_view(xs.size().as_slice())?;
+    Ok(mask.f_to_kind(xs.kind())?.f_to_device(xs.device())?)
 }
 
 /// Widths of [`Heads`].
@@ -135,15 +137,16 @@ impl Heads {
         h_l: &Tensor,
         h_tex: &Tensor,
         mut dropout: Option<&mut Rng>,
-    ) -> Tensor {
-        let y_g = self.head_global.forward(h_g, dropout.as_deref_mut()); // (B, 1)
-        let y_l = self.head_local.forward(h_l, dropout.as_deref_mut());
-        let y_tex = self.head_texture.forward(h_tex, dropout);
-        Tensor::cat(&[y_g, y_l, y_tex], 1) // (B, 3)
+    ) -> Result<Tensor> {
+        let y_g = self.head_global.forward(h_g, dropout.as_deref_mut())?; // (B, 1)
+        let y_l = self.head_local.forward(h_l, dropout.as_deref_mut())?;
+        let y_tex = self.head_texture.forward(h_tex, dropout)?;
+        Ok(Tensor::f_cat(&[y_g, y_l, y_tex], 1)?) // (B, 3)
     }
 
     /// Eq. 5 up to the logit: phi([y_g || y_l || y_tex]), (B, 3) -> (B).
-    pub fn fuse(&self, ys: &Tensor) -> Tensor {
-        ys.apply(&self.fusion_fc1).gelu("none").apply(&self.fusion_fc2).squeeze_dim(1)
+    pub fn fuse(&self, ys: &Tensor) -> Result<Tensor> {
+        let hidden = ys.try_apply(&self.fusion_fc1)?.f_gelu("none")?;
+        Ok(hidden.try_apply(&self.fusion_fc2)?.f_squeeze_dim(1)?)
     }
 }

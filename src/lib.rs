@@ -40,6 +40,7 @@ pub mod error;
 pub mod film;
 pub mod heads;
 pub mod io;
+mod layers;
 pub mod metrics;
 pub mod model;
 pub mod phantom;

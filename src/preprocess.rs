@@ -47,7 +47,7 @@ impl Preprocess {
                 images.kind()
             )));
         }
-        let finite = tch::no_grad(|| images.isfinite().all().int64_value(&[]));
+        let finite = tch::no_grad(|| images.f_isfinite()?.f_all()?.f_int64_value(&[]))?;
         if finite == 0 {
             return Err(Error::InvalidInput("images contain NaN or infinite values".into()));
         }
@@ -61,22 +61,23 @@ impl Preprocess {
         Self::check(images)?;
         let size = images.size();
         let (n, h, w) = (size[0], size[size.len() - 2], size[size.len() - 1]);
-        let xs = images.reshape([n, 1, h, w]);
+        let xs = images.f_reshape([n, 1, h, w])?;
         let xs = match self.input {
             Space::Unit => xs,
-            Space::Hu => Window::new(self.window.center, self.window.width)?.to_unit(&xs),
+            Space::Hu => Window::new(self.window.center, self.window.width)?.to_unit(&xs)?,
         };
         let s = self.image_size;
-        let xs = if (h, w) == (s, s) { xs } else { resize_bicubic(&xs, s, s) };
-        let xs = xs.expand([n, 3, s, s], false); // (N, 3, S, S)
-        Ok((xs - 0.5) / 0.5)
+        let xs = if (h, w) == (s, s) { xs } else { resize_bicubic(&xs, s, s)? };
+        let xs = xs.f_expand([n, 3, s, s], false)?; // (N, 3, S, S)
+        Ok(xs.f_sub_scalar(0.5)?.f_div_scalar(0.5)?)
     }
 }
 
 /// PIL-style bicubic resize (antialiased when downsampling) of (N, C, H, W) to (N, C, h, w).
-pub fn resize_bicubic(xs: &Tensor, h: i64, w: i64) -> Tensor {
+pub fn resize_bicubic(xs: &Tensor, h: i64, w: i64) -> Result<Tensor> {
     // The aa kernel has no bf16/f16 CPU implementation: compute in f32 and cast back.
     let kind = xs.kind();
     let compute = if kind == Kind::Double { kind } else { Kind::Float };
-    xs.to_kind(compute).internal_upsample_bicubic2d_aa([h, w], false, None, None).to_kind(kind)
+    let resized = xs.f_to_kind(compute)?.f_internal_upsample_bicubic2d_aa([h, w], false, None, None)?;
+    Ok(resized.f_to_kind(kind)?)
 }

@@ -64,6 +64,6 @@ impl SiglipTokenizer {
             return Err(Error::InvalidInput("no text to encode".into()));
         }
         let ids = texts.iter().map(|t| self.encode(t)).collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::from_slice(&ids.concat()).view([texts.len() as i64, self.max_len as i64]))
+        Ok(Tensor::f_from_slice(&ids.concat())?.f_view([texts.len() as i64, self.max_len as i64])?)
     }
 }

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
-use tch::Tensor;
+use tch::{TchError, Tensor};
 
 /// What pixel values mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -90,14 +90,14 @@ impl Window {
         self.center - self.width / 2.0
     }
 
-    /// HU to display values in [0, 1] (clamped), any tensor shape and float dtype.
-    pub fn to_unit(&self, hu: &Tensor) -> Tensor {
-        ((hu - self.lower()) / self.width).clamp(0.0, 1.0)
+    /// HU to display values in [0, 1] (clamped), any tensor shape and float dtype; differentiable.
+    pub fn to_unit(&self, hu: &Tensor) -> Result<Tensor, TchError> {
+        hu.f_sub_scalar(self.lower())?.f_div_scalar(self.width)?.f_clamp(0.0, 1.0)
     }
 
     /// [0, 1] display values back to HU (the inverse of [`Window::to_unit`] on [0, 1]).
-    pub fn to_hu(&self, unit: &Tensor) -> Tensor {
-        unit * self.width + self.lower()
+    pub fn to_hu(&self, unit: &Tensor) -> Result<Tensor, TchError> {
+        unit.f_mul_scalar(self.width)?.f_add_scalar(self.lower())
     }
 
     /// [`Window::to_unit`] of one value.
@@ -111,21 +111,21 @@ impl Window {
     }
 
     /// Values of space `from` in space `to`, HU and [0, 1] related by this window.
-    pub fn convert(&self, xs: &Tensor, from: Space, to: Space) -> Tensor {
+    pub fn convert(&self, xs: &Tensor, from: Space, to: Space) -> Result<Tensor, TchError> {
         match (from, to) {
             (Space::Hu, Space::Unit) => self.to_unit(xs),
             (Space::Unit, Space::Hu) => self.to_hu(xs),
-            _ => xs.shallow_clone(),
+            _ => Ok(xs.shallow_clone()),
         }
     }
 
     /// LDCTIQA [0, 1] images seen through this window, in [0, 1]: the identity (clamped) for the
     /// LDCTIQA window itself.
-    pub fn from_ldctiqa(&self, unit: &Tensor) -> Tensor {
+    pub fn from_ldctiqa(&self, unit: &Tensor) -> Result<Tensor, TchError> {
         if *self == Self::LDCTIQA {
-            return unit.clamp(0.0, 1.0);
+            return unit.f_clamp(0.0, 1.0);
         }
-        self.to_unit(&Self::LDCTIQA.to_hu(unit))
+        self.to_unit(&Self::LDCTIQA.to_hu(unit)?)
     }
 }
 
@@ -208,16 +208,19 @@ mod tests {
     fn conversions_invert_each_other() {
         let w = Window::ABDOMEN;
         let hu = Tensor::from_slice(&[-1000.0f64, -150.0, 50.0, 250.0, 1000.0]);
-        let unit = w.to_unit(&hu);
+        let unit = w.to_unit(&hu).unwrap();
         assert_eq!(Vec::<f64>::try_from(&unit).unwrap(), [0.0, 0.0, 0.5, 1.0, 1.0]);
-        assert_eq!(Vec::<f64>::try_from(w.to_hu(&unit)).unwrap(), [-150.0, -150.0, 50.0, 250.0, 250.0]);
+        assert_eq!(
+            Vec::<f64>::try_from(w.to_hu(&unit).unwrap()).unwrap(),
+            [-150.0, -150.0, 50.0, 250.0, 250.0]
+        );
         assert_eq!(w.unit_value(50.0), 0.5);
         assert_eq!(w.hu_value(0.25), -50.0);
-        assert_eq!(Vec::<f64>::try_from(w.convert(&hu, Space::Hu, Space::Hu)).unwrap()[0], -1000.0);
+        assert_eq!(Vec::<f64>::try_from(w.convert(&hu, Space::Hu, Space::Hu).unwrap()).unwrap()[0], -1000.0);
         let x = Tensor::from_slice(&[-0.5f64, 0.5, 1.5]);
-        assert_eq!(Vec::<f64>::try_from(Window::LDCTIQA.from_ldctiqa(&x)).unwrap(), [0.0, 0.5, 1.0]);
+        assert_eq!(Vec::<f64>::try_from(Window::LDCTIQA.from_ldctiqa(&x).unwrap()).unwrap(), [0.0, 0.5, 1.0]);
         // 0.5 in LDCTIQA is -300 HU: below the abdomen window.
-        assert_eq!(Vec::<f64>::try_from(w.from_ldctiqa(&x)).unwrap(), [0.0, 0.0, 1.0]);
+        assert_eq!(Vec::<f64>::try_from(w.from_ldctiqa(&x).unwrap()).unwrap(), [0.0, 0.0, 1.0]);
         assert!(Window::new(0.0, 0.0).is_err() && Window::new(f64::NAN, 1.0).is_err());
         assert_eq!(serde_json::to_string(&Window::CHEST).unwrap(), "[-600.0,1500.0]");
         assert!(serde_json::from_str::<Window>("[0.0,-1.0]").is_err());

@@ -123,7 +123,7 @@ fn bf16_scores_and_gradients_match_f32_on_the_default_model() {
             let hu = ldctq::phantom::phantom(11 + i, 256);
             let params = ScanParams { dose: doses[i as usize % 4], seed: Some(i), ..ScanParams::default() };
             let ld = simulate(&hu, &params).unwrap();
-            window.to_unit(&ld).unsqueeze(0)
+            window.to_unit(&ld).unwrap().unsqueeze(0)
         })
         .collect();
     let x = Tensor::stack(&slices, 0); // (8, 1, 256, 256) in the model's unit window

@@ -113,15 +113,6 @@ impl FfiError {
     }
 }
 
-/// The status of a libtorch error message (CUDA and CPU allocators both say "out of memory").
-fn torch_status(message: &str) -> ldctq_status {
-    if message.contains("out of memory") || message.contains("DefaultCPUAllocator: can't allocate") {
-        ldctq_status::OutOfMemory
-    } else {
-        ldctq_status::Backend
-    }
-}
-
 /// The one translation of core errors to status codes.
 pub fn map_error(e: &ldctq::Error) -> ldctq_status {
     use ldctq::Error as E;
@@ -134,7 +125,8 @@ pub fn map_error(e: &ldctq::Error) -> ldctq_status {
         E::Interrupted(_) => ldctq_status::Backend,
         E::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => ldctq_status::NotFound,
         E::Read(_) | E::Io { .. } => ldctq_status::Io,
-        E::Torch(t) => torch_status(&t.to_string()),
+        E::OutOfMemory(_) => ldctq_status::OutOfMemory,
+        E::Torch(_) => ldctq_status::Backend,
     }
 }
 
@@ -172,20 +164,16 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic payload".into())
 }
 
-/// Runs the body of a status-returning entry point: clears the last error, catches panics (tch's
-/// infallible ops panic on libtorch exceptions: those become `LDCTQ_STATUS_BACKEND` or
-/// `LDCTQ_STATUS_OUT_OF_MEMORY`, anything else `LDCTQ_STATUS_PANIC`) and records the message.
+/// Runs the body of a status-returning entry point: clears the last error, catches panics (a bug:
+/// the core returns libtorch's errors as values, mapped by [`map_error`]; a panic becomes
+/// `LDCTQ_STATUS_PANIC`) and records the message.
 pub fn ffi_boundary(body: impl FnOnce() -> FfiResult<()>) -> ldctq_status {
     set_last_error("");
     let err = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => return ldctq_status::Ok,
         Ok(Err(e)) => e,
         Err(payload) => {
-            let message = panic_message(payload.as_ref());
-            // tch's `unwrap` of a TchError::Torch: "called `Result::unwrap()` on an `Err` value: Torch(..)".
-            let status =
-                if message.contains("Torch(") { torch_status(&message) } else { ldctq_status::Panic };
-            FfiError::new(status, format!("caught a panic: {message}"))
+            FfiError::new(ldctq_status::Panic, format!("caught a panic: {}", panic_message(payload.as_ref())))
         }
     };
     set_last_error(&err.message);

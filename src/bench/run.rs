@@ -148,25 +148,26 @@ pub fn run(
             Tensor::from_slice(&ref_idx.iter().map(|&j| j as i64).collect::<Vec<_>>()).to_device(device);
         // Each reference image's window (one call when they share it).
         let ref_windows: Vec<Window> = ref_idx.iter().map(|&j| images[i0 + j].window).collect();
-        let window_each = |t: &Tensor| match ref_windows.first() {
-            Some(w0) if ref_windows.iter().all(|w| w == w0) => w0.from_ldctiqa(t),
-            _ => Tensor::cat(
-                &ref_windows
-                    .iter()
-                    .enumerate()
-                    .map(|(k, w)| w.from_ldctiqa(&t.narrow(0, k as i64, 1)))
-                    .collect::<Vec<_>>(),
-                0,
-            ),
+        let window_each = |t: &Tensor| -> Result<Tensor> {
+            Ok(match ref_windows.first() {
+                Some(w0) if ref_windows.iter().all(|w| w == w0) => w0.from_ldctiqa(t)?,
+                _ => {
+                    let each = ref_windows
+                        .iter()
+                        .enumerate()
+                        .map(|(k, w)| w.from_ldctiqa(&t.narrow(0, k as i64, 1)));
+                    Tensor::cat(&each.collect::<std::result::Result<Vec<_>, _>>()?, 0)
+                }
+            })
         };
-        let ref_windowed = ref_t.as_ref().map(window_each);
+        let ref_windowed = ref_t.as_ref().map(window_each).transpose()?;
         let ref_hu = ref_t.as_ref().map(hu_plus_1024);
         timing.load_seconds += t.elapsed().as_secs_f64();
 
         // Scores and full-reference metrics of one batch of images (of the method `m`).
         let evaluate = |m: &mut MethodRun, y: &Tensor, timing: &mut Timing| -> Result<()> {
             let t = Instant::now();
-            let scores = to_vec(&criterion.score(&to_model_space(y))?)?;
+            let scores = to_vec(&criterion.score(&to_model_space(y)?)?)?;
             timing.score_seconds += t.elapsed().as_secs_f64();
             for (j, s) in scores.into_iter().enumerate() {
                 m.scores[i0 + j] = Some(s);
@@ -174,7 +175,7 @@ pub fn run(
             if let Some(r) = &ref_windowed {
                 let t = Instant::now();
                 let y_sel = y.index_select(0, &ref_sel);
-                let y = window_each(&y_sel);
+                let y = window_each(&y_sel)?;
                 let (p, q) = (to_vec(&psnr(&y, r))?, to_vec(&ssim(&y, r))?);
                 let v = match ref_hu.as_ref().and_then(|r| vif(&hu_plus_1024(&y_sel), r, VIF_NOISE_VARIANCE))
                 {
@@ -194,7 +195,7 @@ pub fn run(
         evaluate(&mut methods[0], &x, &mut timing)?;
         if let Some(r) = &ref_t {
             let t = Instant::now();
-            let scores = to_vec(&criterion.score(&to_model_space(r))?)?;
+            let scores = to_vec(&criterion.score(&to_model_space(r)?)?)?;
             timing.score_seconds += t.elapsed().as_secs_f64();
             for (k, &j) in ref_idx.iter().enumerate() {
                 methods[1].scores[i0 + j] = Some(scores[k]);

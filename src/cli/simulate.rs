@@ -268,7 +268,7 @@ fn shuffled(n: usize, seed: u64) -> Vec<usize> {
 
 /// Writes an HU image as an f32 TIFF in [0, 1] through the LDCTIQA window.
 fn write_unit(path: &Path, hu: &Tensor) -> anyhow::Result<()> {
-    let unit = Window::LDCTIQA.to_unit(hu).to_kind(Kind::Float).to_device(Device::Cpu);
+    let unit = Window::LDCTIQA.to_unit(hu)?.to_kind(Kind::Float).to_device(Device::Cpu);
     let (h, w) = (unit.size()[0] as usize, unit.size()[1] as usize);
     let values = Vec::<f32>::try_from(unit.contiguous().view(-1))?;
     let image = ndarray::Array2::from_shape_vec((h, w), values)?;

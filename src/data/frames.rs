@@ -27,7 +27,7 @@ fn tensor<D: Dimension>(values: ArrayView<f32, D>) -> Tensor {
 /// `raw_as`; without it they are an error.
 pub fn frames(slices: &Slices, raw_as: Option<Space>, space: Space, window: Window) -> Result<Tensor> {
     let from = space_of(slices, raw_as)?;
-    Ok(window.convert(&tensor(slices.pixels.view()), from, space))
+    Ok(window.convert(&tensor(slices.pixels.view()), from, space)?)
 }
 
 /// Frame `frame` of the image file `path` as an (H, W) f32 tensor in `space` (see [`frames`]).
@@ -44,5 +44,5 @@ pub fn load_frame(
     if frame >= count {
         return Err(Error::InvalidInput(format!("{}: frame {frame} of {count}", path.display())));
     }
-    Ok(window.convert(&tensor(slices.pixels.index_axis(Axis(0), frame)), from, space))
+    Ok(window.convert(&tensor(slices.pixels.index_axis(Axis(0), frame)), from, space)?)
 }

@@ -10,10 +10,10 @@ use tch::{Kind, Tensor};
 pub(crate) fn upstream_vector(scores: &Tensor, upstream: Option<&Tensor>) -> Result<Tensor> {
     let n = scores.size().first().copied().unwrap_or(0);
     match upstream {
-        None => Ok(scores.ones_like()),
+        None => Ok(scores.f_ones_like()?),
         Some(u) if u.size() == [n] || u.size() == [n, 1] => {
-            let u = u.to_device(scores.device()).to_kind(scores.kind()).reshape([n]);
-            if tch::no_grad(|| u.isfinite().all().int64_value(&[])) == 0 {
+            let u = u.f_to_device(scores.device())?.f_to_kind(scores.kind())?.f_reshape([n])?;
+            if tch::no_grad(|| u.f_isfinite()?.f_all()?.f_int64_value(&[]))? == 0 {
                 return Err(Error::InvalidInput("upstream gradient contains NaN or infinite values".into()));
             }
             Ok(u)
@@ -48,13 +48,13 @@ impl QualityModel {
     ) -> Result<(Tensor, Tensor)> {
         Preprocess::check(images)?;
         let vjp = |out: &Tensor, g: &Tensor, input: &Tensor| -> Result<Tensor> {
-            let total = (out * g).sum(Kind::Float); // d total / d out = g
+            let total = out.f_mul(g)?.f_sum(Kind::Float)?; // d total / d out = g
             Ok(Tensor::f_run_backward(&[total], &[input], false, false)?.remove(0))
         };
         let vm = &self.vision.vision_model;
-        let x = images.detach().set_requires_grad(true);
-        let pixel_values = self.config.preprocess().pixel_values(&x.to_kind(self.output_kind()))?;
-        let pixel_values = pixel_values.to_device(self.placement.device);
+        let x = images.f_detach()?.f_set_requires_grad(true)?;
+        let pixel_values = self.config.preprocess().pixel_values(&x.f_to_kind(self.output_kind())?)?;
+        let pixel_values = pixel_values.f_to_device(self.placement.device)?;
         let h0 = vm.embed(&pixel_values)?; // (B, N, D), graph back to x kept (small)
 
         // Forward without a graph, keeping each segment's input.
@@ -62,23 +62,23 @@ impl QualityModel {
         let end = |start: usize| (start + every).min(vm.num_layers());
         let mut inputs = Vec::with_capacity(starts.len());
         let h_last = tch::no_grad(|| {
-            starts.iter().fold(h0.detach(), |h, &start| {
-                let out = vm.layers(&h, start..end(start));
+            starts.iter().try_fold(h0.f_detach()?, |h, &start| {
+                let out = vm.layers(&h, start..end(start))?;
                 inputs.push(h);
-                out
+                Ok::<_, crate::Error>(out)
             })
-        });
+        })?;
         // Heads with a graph from the last hidden state.
-        let h_last = h_last.set_requires_grad(true);
-        let tokens = vm.post_layernorm(&h_last);
+        let h_last = h_last.f_set_requires_grad(true)?;
+        let tokens = vm.post_layernorm(&h_last)?;
         let scores = self.stages_from_tokens(pixel_values.shallow_clone(), tokens, None)?.score;
         let u = upstream_vector(&scores, upstream)?;
         let mut g = vjp(&scores, &u, &h_last)?;
         // Segments in reverse: recompute with a graph, pull the gradient through, drop the graph.
         for (&start, input) in starts.iter().zip(inputs).rev() {
-            let input = input.set_requires_grad(true);
-            g = vjp(&vm.layers(&input, start..end(start)), &g, &input)?;
+            let input = input.f_set_requires_grad(true)?;
+            g = vjp(&vm.layers(&input, start..end(start))?, &g, &input)?;
         }
-        Ok((scores.detach(), vjp(&h0, &g, &x)?))
+        Ok((scores.f_detach()?, vjp(&h0, &g, &x)?))
     }
 }

@@ -222,8 +222,9 @@ impl QualityModel {
             }
         }
         let z_t = self.prompts.borrow_mut().z_t(&self.config.prompt)?;
-        let z_t = z_t.to_device(self.placement.device).to_kind(self.output_kind());
-        let (g, b) = if frozen { tch::no_grad(|| self.film.params(&z_t)) } else { self.film.params(&z_t) };
+        let z_t = z_t.f_to_device(self.placement.device)?.f_to_kind(self.output_kind())?;
+        let (g, b) =
+            if frozen { tch::no_grad(|| self.film.params(&z_t))? } else { self.film.params(&z_t)? };
         if frozen {
             self.film_cache.replace(Some((g.shallow_clone(), b.shallow_clone())));
         }
@@ -245,7 +246,7 @@ impl QualityModel {
     /// `dropout`: the generator of the heads' dropout masks when training, `None` in evaluation.
     pub fn forward_stages(&self, pixel_values: &Tensor, dropout: Option<&mut Rng>) -> Result<Stages> {
         // f32 pixels also for a bf16 tower: its patch embedding runs in f32 (see `VisionEmbeddings`).
-        let pixel_values = pixel_values.to_device(self.placement.device).to_kind(self.output_kind());
+        let pixel_values = pixel_values.f_to_device(self.placement.device)?.f_to_kind(self.output_kind())?;
         // A frozen tower on an input without gradient needs no graph (training the heads alone).
         let vision_frozen = self.vision.vs.variables().values().all(|v| !v.requires_grad());
         let run_vision = || self.vision.vision_model.forward(&pixel_values, false, false);
@@ -265,13 +266,13 @@ impl QualityModel {
         tokens: Tensor,
         dropout: Option<&mut Rng>,
     ) -> Result<Stages> {
-        let tokens = tokens.to_kind(self.output_kind());
+        let tokens = tokens.f_to_kind(self.output_kind())?;
         let (gamma, beta) = self.film_params()?; // (d), (d)
-        let tokens_film = modulate(&tokens, &gamma, &beta, self.config.film_strength); // (B, P, d)
+        let tokens_film = modulate(&tokens, &gamma, &beta, self.config.film_strength)?; // (B, P, d)
         let (h_g, h_l, h_tex) = pool(&tokens_film, self.config.local_mode)?; // (B, d), (B, 4d), (B, 2d)
-        let y = self.heads.sub_scores(&h_g, &h_l, &h_tex, dropout); // (B, 3)
-        let logit = self.heads.fuse(&y); // (B)
-        let score = (&logit / self.config.tau_out).sigmoid() * 4.0; // (B) in [0, 4]
+        let y = self.heads.sub_scores(&h_g, &h_l, &h_tex, dropout)?; // (B, 3)
+        let logit = self.heads.fuse(&y)?; // (B)
+        let score = logit.f_div_scalar(self.config.tau_out)?.f_sigmoid()?.f_mul_scalar(4.0)?; // (B) in [0, 4]
         Ok(Stages { pixel_values, gamma, beta, tokens, tokens_film, h_g, h_l, h_tex, y, logit, score })
     }
 
@@ -288,7 +289,7 @@ impl QualityModel {
     pub fn score_images(&self, images: &Tensor) -> Result<Tensor> {
         // Preprocess in f32 (f64 for an f64 model); the vision tower casts to its own dtype.
         Preprocess::check(images)?;
-        let pixel_values = self.config.preprocess().pixel_values(&images.to_kind(self.output_kind()))?;
+        let pixel_values = self.config.preprocess().pixel_values(&images.f_to_kind(self.output_kind())?)?;
         self.forward_t(&pixel_values, None)
     }
 }

@@ -23,7 +23,7 @@ impl PromptEncoder {
             return Ok(z.shallow_clone());
         }
         let ids = self.backbone.tokenizer()?.encode_batch(&[prompt])?;
-        let z = l2_normalize(&self.backbone.text_features(&ids, Placement::default())?).squeeze_dim(0);
+        let z = l2_normalize(&self.backbone.text_features(&ids, Placement::default())?)?.f_squeeze_dim(0)?;
         self.cache.insert(prompt.to_string(), z.shallow_clone());
         Ok(z)
     }

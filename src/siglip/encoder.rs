@@ -4,6 +4,7 @@
 //! `SiglipEncoder`). Field names are the checkpoint keys.
 use crate::config::EncoderConfig;
 use crate::error::Result;
+use crate::layers::TryApply;
 use tch::{nn, Kind, Tensor};
 
 /// Linear layers are always overwritten by a checkpoint: zero-init is cheaper than Kaiming on 0.9 B weights.
@@ -19,11 +20,11 @@ pub(crate) fn layer_norm(vs: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
 
 /// Layer norm in the input's precision: an f32 residual stream of a bf16 tower is normalized in f32
 /// (the weights cast up), a bf16 or f32 stream with weights of its own dtype as usual.
-pub(crate) fn norm(ln: &nn::LayerNorm, eps: f64, xs: &Tensor) -> Tensor {
+pub(crate) fn norm(ln: &nn::LayerNorm, eps: f64, xs: &Tensor) -> Result<Tensor> {
     let kind = xs.kind();
-    let ws = ln.ws.as_ref().map(|w| w.to_kind(kind));
-    let bs = ln.bs.as_ref().map(|b| b.to_kind(kind));
-    xs.layer_norm(ln.normalized_shape.as_slice(), ws.as_ref(), bs.as_ref(), eps, false)
+    let ws = ln.ws.as_ref().map(|w| w.f_to_kind(kind)).transpose()?;
+    let bs = ln.bs.as_ref().map(|b| b.f_to_kind(kind)).transpose()?;
+    Ok(xs.f_layer_norm(ln.normalized_shape.as_slice(), ws.as_ref(), bs.as_ref(), eps, false)?)
 }
 
 /// `SiglipMLP`: fc1, GELU, fc2.
@@ -48,9 +49,9 @@ impl Mlp {
         self.fc1.ws.kind()
     }
 
-    pub fn forward(&self, xs: &Tensor) -> Tensor {
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let approximate = if self.gelu_tanh { "tanh" } else { "none" };
-        xs.apply(&self.fc1).gelu(approximate).apply(&self.fc2)
+        xs.try_apply(&self.fc1)?.f_gelu(approximate)?.try_apply(&self.fc2)
     }
 }
 
@@ -91,17 +92,19 @@ impl Attention {
     /// Moves the q, k, v variables into one (3D, D) weight and (3D) bias; call after any change of
     /// the store's dtype or device (`VarStore::set_kind` replaces the storage and undoes the fusion,
     /// which `fused` then detects).
-    fn fuse_qkv(&mut self) {
+    fn fuse_qkv(&mut self) -> Result<()> {
         let _guard = tch::no_grad_guard();
         let d = self.q_proj.ws.size()[0];
         let [q, k, v] = self.projections();
-        let w = Tensor::cat(&[&q.ws, &k.ws, &v.ws], 0);
-        let b = Tensor::cat(&[bias(q), bias(k), bias(v)], 0);
+        let w = Tensor::f_cat(&[&q.ws, &k.ws, &v.ws], 0)?;
+        let b = Tensor::f_cat(&[bias(q), bias(k), bias(v)], 0)?;
         for (i, lin) in self.projections().into_iter().enumerate() {
-            lin.ws.set_data(&w.narrow(0, i as i64 * d, d));
-            lin.bs.as_mut().expect("SigLIP projections have biases").set_data(&b.narrow(0, i as i64 * d, d));
+            lin.ws.f_set_data(&w.f_narrow(0, i as i64 * d, d)?)?;
+            let lin_bias = lin.bs.as_mut().expect("SigLIP projections have biases");
+            lin_bias.f_set_data(&b.f_narrow(0, i as i64 * d, d)?)?;
         }
         self.qkv = Some((w, b));
+        Ok(())
     }
 
     /// The fused weight and bias when they still are the variables' storage and no variable is trainable.
@@ -123,11 +126,11 @@ impl Attention {
         ok.then_some((w, b))
     }
 
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        let (b, n, d) = xs.size3().expect("encoder input is (B, N, D)");
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (b, n, d) = xs.size3()?;
         let (h, hd) = (self.num_heads, d / self.num_heads);
         // (B, N, D) -> (B, heads, N, head_dim)
-        let heads = |t: Tensor| t.view([b, n, h, hd]).transpose(1, 2);
+        let heads = |t: Tensor| -> Result<Tensor> { Ok(t.f_view([b, n, h, hd])?.f_transpose(1, 2)?) };
         // bf16 on CPU: the explicit form (two batched matrix products and a softmax accumulated in
         // f32) is 2.5x faster than libtorch's flash kernel once freed blocks are reused
         // (`runtime::tune_allocator`; docs/performance.md). In f32 both run at the same speed.
@@ -135,22 +138,24 @@ impl Attention {
             !xs.device().is_cuda() && xs.kind() == Kind::BFloat16 && crate::runtime::explicit_cpu_attention();
         let (q, k, v) = match self.fused() {
             Some((w, bias)) => {
-                let qkv = xs.linear(w, Some(bias)).view([b, n, 3, h, hd]);
-                let qkv = qkv.permute([2, 0, 3, 1, 4]); // (3, B, heads, N, hd)
-                (qkv.get(0), qkv.get(1), qkv.get(2))
+                let qkv = xs.f_linear(w, Some(bias))?.f_view([b, n, 3, h, hd])?;
+                let qkv = qkv.f_permute([2, 0, 3, 1, 4])?; // (3, B, heads, N, hd)
+                (qkv.f_select(0, 0)?, qkv.f_select(0, 1)?, qkv.f_select(0, 2)?)
             }
-            None => {
-                (heads(xs.apply(&self.q_proj)), heads(xs.apply(&self.k_proj)), heads(xs.apply(&self.v_proj)))
-            }
+            None => (
+                heads(xs.try_apply(&self.q_proj)?)?,
+                heads(xs.try_apply(&self.k_proj)?)?,
+                heads(xs.try_apply(&self.v_proj)?)?,
+            ),
         };
         let scale = (hd as f64).powf(-0.5);
         let o = if explicit {
-            let attn = (q * scale).matmul(&k.transpose(-1, -2)).softmax(-1, None::<Kind>); // (B, heads, N, N)
-            attn.matmul(&v) // (B, heads, N, hd)
+            let scores = q.f_mul_scalar(scale)?.f_matmul(&k.f_transpose(-1, -2)?)?; // (B, heads, N, N)
+            scores.f_softmax(-1, None::<Kind>)?.f_matmul(&v)? // (B, heads, N, hd)
         } else {
-            Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, scale, false)
+            Tensor::f_scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, scale, false)?
         };
-        o.transpose(1, 2).reshape([b, n, d]).apply(&self.out_proj) // (B, N, D)
+        o.f_transpose(1, 2)?.f_reshape([b, n, d])?.try_apply(&self.out_proj) // (B, N, D)
     }
 }
 
@@ -183,15 +188,18 @@ impl EncoderLayer {
         })
     }
 
-    fn fuse_qkv(&mut self) {
-        self.self_attn.fuse_qkv();
+    fn fuse_qkv(&mut self) -> Result<()> {
+        self.self_attn.fuse_qkv()
     }
 
-    fn forward(&self, xs: &Tensor) -> Tensor {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let (kind, stream) = (self.mlp.kind(), xs.kind()); // the weights' dtype, the stream's
-        let xs =
-            xs + self.self_attn.forward(&norm(&self.layer_norm1, self.eps, xs).to_kind(kind)).to_kind(stream);
-        &xs + self.mlp.forward(&norm(&self.layer_norm2, self.eps, &xs).to_kind(kind)).to_kind(stream)
+        let residual = xs;
+        let xs = self.self_attn.forward(&norm(&self.layer_norm1, self.eps, xs)?.f_to_kind(kind)?)?;
+        let xs = residual.f_add(&xs.f_to_kind(stream)?)?;
+        let residual = &xs;
+        let xs = self.mlp.forward(&norm(&self.layer_norm2, self.eps, &xs)?.f_to_kind(kind)?)?;
+        Ok(residual.f_add(&xs.f_to_kind(stream)?)?)
     }
 }
 
@@ -211,8 +219,8 @@ impl Encoder {
 
     /// Fuses each layer's q, k, v projections (see `Attention`); call once the store has its final
     /// dtype and device.
-    pub fn fuse_qkv(&mut self) {
-        self.layers.iter_mut().for_each(EncoderLayer::fuse_qkv);
+    pub fn fuse_qkv(&mut self) -> Result<()> {
+        self.layers.iter_mut().try_for_each(EncoderLayer::fuse_qkv)
     }
 
     pub fn num_layers(&self) -> usize {
@@ -220,19 +228,19 @@ impl Encoder {
     }
 
     /// Runs layers `range` only (activation checkpointing recomputes one segment at a time).
-    pub fn forward_layers(&self, xs: &Tensor, range: std::ops::Range<usize>) -> Tensor {
-        self.layers[range].iter().fold(xs.shallow_clone(), |xs, layer| layer.forward(&xs))
+    pub fn forward_layers(&self, xs: &Tensor, range: std::ops::Range<usize>) -> Result<Tensor> {
+        self.layers[range].iter().try_fold(xs.shallow_clone(), |xs, layer| layer.forward(&xs))
     }
 
     /// Runs all layers; with `states`, pushes each layer's output (HF `hidden_states[1..]`).
-    pub fn forward(&self, xs: &Tensor, mut states: Option<&mut Vec<Tensor>>) -> Tensor {
+    pub fn forward(&self, xs: &Tensor, mut states: Option<&mut Vec<Tensor>>) -> Result<Tensor> {
         let mut xs = xs.shallow_clone();
         for layer in &self.layers {
-            xs = layer.forward(&xs);
+            xs = layer.forward(&xs)?;
             if let Some(states) = states.as_deref_mut() {
                 states.push(xs.shallow_clone());
             }
         }
-        xs
+        Ok(xs)
     }
 }

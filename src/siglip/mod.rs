@@ -32,7 +32,7 @@ impl SiglipVisionModel {
         let mut vs = nn::VarStore::new(at.device);
         let mut vision_model = VisionTransformer::new(vs.root() / "vision_model", cfg)?;
         vs.set_kind(at.kind);
-        vision_model.fuse_qkv();
+        vision_model.fuse_qkv()?;
         crate::runtime::tune_allocator();
         Ok(Self { vs, vision_model })
     }
@@ -68,7 +68,7 @@ impl SiglipTextModel {
         let logit_scale = vs.root().zeros("logit_scale", &[1]);
         let logit_bias = vs.root().zeros("logit_bias", &[1]);
         vs.set_kind(at.kind);
-        text_model.fuse_qkv();
+        text_model.fuse_qkv()?;
         Ok(Self { vs, text_model, logit_scale, logit_bias })
     }
 
@@ -90,7 +90,7 @@ impl SiglipTextModel {
         input_ids: &Tensor,
     ) -> Result<(Self, Tensor)> {
         const TABLE: &str = "text_model.embeddings.token_embedding.weight";
-        let (rows, renumbered, _) = input_ids.flatten(0, -1).internal_unique2(true, true, false);
+        let (rows, renumbered, _) = input_ids.f_flatten(0, -1)?.f_internal_unique2(true, true, false)?;
         let rows = Vec::<i64>::try_from(&rows)?;
         let mut small = cfg.clone();
         small.vocab_size = rows.len() as i64;
@@ -110,7 +110,7 @@ impl SiglipTextModel {
         }
         tch::no_grad(|| var.f_copy_(&table))?;
         model.vs.freeze();
-        Ok((model, renumbered.view(input_ids.size().as_slice())))
+        Ok((model, renumbered.f_view(input_ids.size().as_slice())?))
     }
 
     /// `get_text_features`: the head output at the last position, unnormalized, (B, P).
@@ -191,13 +191,14 @@ impl SiglipModel {
 
     /// `logits_per_image` (B_img, B_txt) = cos(image, text) * exp(logit_scale) + logit_bias.
     pub fn logits_per_image(&self, pixel_values: &Tensor, input_ids: &Tensor) -> Result<Tensor> {
-        let img = l2_normalize(&self.vision.image_features(pixel_values)?);
-        let txt = l2_normalize(&self.text.text_features(input_ids)?);
-        Ok(img.matmul(&txt.tr()) * self.text.logit_scale.exp() + &self.text.logit_bias)
+        let img = l2_normalize(&self.vision.image_features(pixel_values)?)?;
+        let txt = l2_normalize(&self.text.text_features(input_ids)?)?;
+        let cos = img.f_matmul(&txt.f_tr()?)?;
+        Ok(cos.f_mul(&self.text.logit_scale.f_exp()?)?.f_add(&self.text.logit_bias)?)
     }
 }
 
 /// `x / ||x||_2` over the last dimension (no epsilon, as transformers).
-pub fn l2_normalize(xs: &Tensor) -> Tensor {
-    xs / xs.norm_scalaropt_dim(2, [-1], true)
+pub fn l2_normalize(xs: &Tensor) -> Result<Tensor> {
+    Ok(xs.f_div(&xs.f_norm_scalaropt_dim(2, [-1], true)?)?)
 }

@@ -1,8 +1,10 @@
 //! The text tower (`SiglipTextTransformer`): token + position embeddings, encoder without mask,
 //! final LN, last-position pooling, linear head.
+use super::encoder::norm;
 use super::encoder::{layer_norm, linear, Encoder};
 use crate::config::SiglipTextConfig;
 use crate::error::{Error, Result};
+use crate::layers::TryApply;
 use tch::{nn, Kind, Tensor};
 
 /// `SiglipTextEmbeddings`.
@@ -26,10 +28,10 @@ impl TextEmbeddings {
         })
     }
 
-    fn forward(&self, input_ids: &Tensor) -> Tensor {
+    fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
         let l = input_ids.size()[1];
-        input_ids.apply(&self.token_embedding) + self.position_embedding.ws.narrow(0, 0, l).unsqueeze(0)
-        // (B, L, D)
+        let positions = self.position_embedding.ws.f_narrow(0, 0, l)?.f_unsqueeze(0)?; // (1, L, D)
+        Ok(input_ids.try_apply(&self.token_embedding)?.f_add(&positions)?) // (B, L, D)
     }
 }
 
@@ -71,8 +73,8 @@ impl TextTransformer {
     }
 
     /// See `Encoder::fuse_qkv`.
-    pub(crate) fn fuse_qkv(&mut self) {
-        self.encoder.fuse_qkv();
+    pub(crate) fn fuse_qkv(&mut self) -> Result<()> {
+        self.encoder.fuse_qkv()
     }
 
     /// # Shapes
@@ -88,7 +90,7 @@ impl TextTransformer {
                 input_ids.kind()
             )));
         }
-        let (lo, hi) = (input_ids.min().int64_value(&[]), input_ids.max().int64_value(&[]));
+        let (lo, hi) = (input_ids.f_min()?.f_int64_value(&[])?, input_ids.f_max()?.f_int64_value(&[])?);
         if lo < 0 || hi >= self.cfg.vocab_size {
             return Err(Error::InvalidInput(format!(
                 "token ids must lie in [0, {}), got [{lo}, {hi}]",
@@ -96,15 +98,15 @@ impl TextTransformer {
             )));
         }
         let device = self.head.ws.device();
-        let input_ids = input_ids.to_device(device);
+        let input_ids = input_ids.f_to_device(device)?;
         let mut hidden_states = Vec::new();
-        let xs = self.embeddings.forward(&input_ids);
+        let xs = self.embeddings.forward(&input_ids)?;
         if output_hidden_states {
             hidden_states.push(xs.shallow_clone());
         }
-        let xs = self.encoder.forward(&xs, output_hidden_states.then_some(&mut hidden_states));
-        let last_hidden_state = xs.apply(&self.final_layer_norm); // (B, L, D)
-        let pooler_output = last_hidden_state.select(1, -1).apply(&self.head); // (B, P)
+        let xs = self.encoder.forward(&xs, output_hidden_states.then_some(&mut hidden_states))?;
+        let last_hidden_state = norm(&self.final_layer_norm, self.cfg.layer_norm_eps, &xs)?; // (B, L, D)
+        let pooler_output = last_hidden_state.f_select(1, -1)?.try_apply(&self.head)?; // (B, P)
         Ok(TextOutput { last_hidden_state, pooler_output, hidden_states })
     }
 }

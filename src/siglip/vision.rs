@@ -3,6 +3,7 @@
 use super::encoder::{layer_norm, linear, norm, Encoder, Mlp};
 use crate::config::{EncoderConfig, SiglipVisionConfig};
 use crate::error::{Error, Result};
+use crate::layers::TryApply;
 use tch::{nn, Kind, Tensor};
 
 /// `SiglipVisionEmbeddings`: a stride-`patch_size` convolution plus a learned position table.
@@ -40,41 +41,41 @@ impl VisionEmbeddings {
 
     /// The position table for a `rows x cols` patch grid, bicubically interpolated (as HF's
     /// `interpolate_pos_encoding`) when it differs from the trained grid. Shape (1, rows*cols, D).
-    fn positions(&self, rows: i64, cols: i64) -> Tensor {
+    fn positions(&self, rows: i64, cols: i64) -> Result<Tensor> {
         let table = &self.position_embedding.ws; // (grid*grid, D)
         let d = table.size()[1];
         if (rows, cols) == (self.grid, self.grid) {
-            return table.unsqueeze(0);
+            return Ok(table.f_unsqueeze(0)?);
         }
-        table
-            .reshape([1, self.grid, self.grid, d])
-            .permute([0, 3, 1, 2]) // (1, D, grid, grid)
-            .upsample_bicubic2d([rows, cols], false, None, None) // (1, D, rows, cols)
-            .permute([0, 2, 3, 1])
-            .reshape([1, rows * cols, d])
+        Ok(table
+            .f_reshape([1, self.grid, self.grid, d])?
+            .f_permute([0, 3, 1, 2])? // (1, D, grid, grid)
+            .f_upsample_bicubic2d([rows, cols], false, None, None)? // (1, D, rows, cols)
+            .f_permute([0, 2, 3, 1])?
+            .f_reshape([1, rows * cols, d])?)
     }
 
     /// With bf16 or f16 weights and f32 (or f64) pixels, the embedding runs in f32 and starts an f32
     /// residual stream (see `EncoderLayer`): rounding the pixels themselves to bf16 (8-bit mantissa)
     /// would erase image noise of a few HU, the very signal a low-dose CT quality score measures.
-    fn forward(&self, pixel_values: &Tensor) -> Tensor {
+    fn forward(&self, pixel_values: &Tensor) -> Result<Tensor> {
         let kind = self.patch_embedding.ws.kind();
         let reduced = matches!(kind, Kind::BFloat16 | Kind::Half) && pixel_values.kind() != kind;
         let compute = if reduced { Kind::Float } else { kind };
         let conv = &self.patch_embedding;
-        let xs = pixel_values.to_kind(compute).conv2d(
-            &conv.ws.to_kind(compute),
-            conv.bs.as_ref().map(|b| b.to_kind(compute)),
+        let xs = pixel_values.f_to_kind(compute)?.f_conv2d(
+            &conv.ws.f_to_kind(compute)?,
+            conv.bs.as_ref().map(|b| b.f_to_kind(compute)).transpose()?,
             [self.patch, self.patch],
             [0, 0],
             [1, 1],
             1,
-        ); // (B, D, rows, cols)
-        let (_, _, rows, cols) = xs.size4().expect("conv output is 4-D");
+        )?; // (B, D, rows, cols)
+        let (_, _, rows, cols) = xs.size4()?;
         // (B, N, D), patch index = row*cols + col; contiguous, or every later elementwise op and
         // layer norm would keep (and copy for) the conv's channels-first layout.
-        let xs = xs.flatten(2, -1).transpose(1, 2).contiguous();
-        xs + self.positions(rows, cols).to_kind(compute)
+        let xs = xs.f_flatten(2, -1)?.f_transpose(1, 2)?.f_contiguous()?;
+        Ok(xs.f_add(&self.positions(rows, cols)?.f_to_kind(compute)?)?)
     }
 }
 
@@ -100,19 +101,22 @@ impl MultiheadAttention {
 
     /// `query` (B, L, D) attends to `xs` (B, N, D). Mirrors `F.multi_head_attention_forward`: q is
     /// scaled by 1/sqrt(head_dim) *before* the product, and k, v come from one fused projection.
-    fn forward(&self, query: &Tensor, xs: &Tensor) -> Tensor {
-        let (b, l, d) = query.size3().expect("query is (B, L, D)");
+    fn forward(&self, query: &Tensor, xs: &Tensor) -> Result<Tensor> {
+        let (b, l, d) = query.size3()?;
         let n = xs.size()[1];
         let (h, hd) = (self.num_heads, d / self.num_heads);
-        let q = query.linear(&self.in_proj_weight.narrow(0, 0, d), Some(&self.in_proj_bias.narrow(0, 0, d)));
-        let kv =
-            xs.linear(&self.in_proj_weight.narrow(0, d, 2 * d), Some(&self.in_proj_bias.narrow(0, d, 2 * d)));
-        let heads = |t: &Tensor, len: i64| t.reshape([b, len, h, hd]).transpose(1, 2); // (B, heads, len, hd)
-        let q = heads(&q, l) * (1.0 / hd as f64).sqrt();
-        let k = heads(&kv.narrow(2, 0, d), n);
-        let v = heads(&kv.narrow(2, d, d), n);
-        let w = q.matmul(&k.transpose(-2, -1)).softmax(-1, q.kind()); // (B, heads, L, N)
-        w.matmul(&v).transpose(1, 2).reshape([b, l, d]).apply(&self.out_proj) // (B, L, D)
+        let (w, bias) = (&self.in_proj_weight, &self.in_proj_bias);
+        let q = query.f_linear(&w.f_narrow(0, 0, d)?, Some(&bias.f_narrow(0, 0, d)?))?;
+        let kv = xs.f_linear(&w.f_narrow(0, d, 2 * d)?, Some(&bias.f_narrow(0, d, 2 * d)?))?;
+        // (B, len, D) -> (B, heads, len, hd)
+        let heads =
+            |t: &Tensor, len: i64| -> Result<Tensor> { Ok(t.f_reshape([b, len, h, hd])?.f_transpose(1, 2)?) };
+        let q = heads(&q, l)?.f_mul_scalar((1.0 / hd as f64).sqrt())?;
+        let k = heads(&kv.f_narrow(2, 0, d)?, n)?;
+        let v = heads(&kv.f_narrow(2, d, d)?, n)?;
+        let attn = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_softmax(-1, q.kind())?; // (B, heads, L, N)
+        attn.f_matmul(&v)?.f_transpose(1, 2)?.f_reshape([b, l, d])?.try_apply(&self.out_proj)
+        // (B, L, D)
     }
 }
 
@@ -123,6 +127,7 @@ struct PoolingHead {
     attention: MultiheadAttention,
     layernorm: nn::LayerNorm,
     mlp: Mlp,
+    eps: f64,
 }
 
 impl PoolingHead {
@@ -132,16 +137,17 @@ impl PoolingHead {
             attention: MultiheadAttention::new(&vs / "attention", cfg)?,
             layernorm: layer_norm(&vs / "layernorm", cfg.hidden_size, cfg.layer_norm_eps),
             mlp: Mlp::new(&vs / "mlp", cfg)?,
+            eps: cfg.layer_norm_eps,
         })
     }
 
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        let (b, _, d) = xs.size3().expect("tokens are (B, N, D)");
-        let probe = self.probe.expand([b, 1, d], false); // (B, 1, D)
-        let xs = self.attention.forward(&probe, xs);
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (b, _, d) = xs.size3()?;
+        let probe = self.probe.f_expand([b, 1, d], false)?; // (B, 1, D)
+        let xs = self.attention.forward(&probe, xs)?;
         let residual = &xs;
-        let xs = residual + self.mlp.forward(&xs.apply(&self.layernorm));
-        xs.select(1, 0) // (B, D)
+        let xs = residual.f_add(&self.mlp.forward(&norm(&self.layernorm, self.eps, &xs)?)?)?;
+        Ok(xs.f_select(1, 0)?) // (B, D)
     }
 }
 
@@ -183,14 +189,14 @@ impl VisionTransformer {
     }
 
     /// See `Encoder::fuse_qkv`.
-    pub(crate) fn fuse_qkv(&mut self) {
-        self.encoder.fuse_qkv();
+    pub(crate) fn fuse_qkv(&mut self) -> Result<()> {
+        self.encoder.fuse_qkv()
     }
 
     /// The forward pass in pieces, for activation checkpointing: patch + position embeddings (B, N, D).
     pub(crate) fn embed(&self, pixel_values: &Tensor) -> Result<Tensor> {
         self.check_input(pixel_values)?;
-        Ok(self.embeddings.forward(pixel_values))
+        self.embeddings.forward(pixel_values)
     }
 
     pub(crate) fn num_layers(&self) -> usize {
@@ -198,12 +204,12 @@ impl VisionTransformer {
     }
 
     /// Encoder layers `range`, (B, N, D) -> (B, N, D).
-    pub(crate) fn layers(&self, xs: &Tensor, range: std::ops::Range<usize>) -> Tensor {
+    pub(crate) fn layers(&self, xs: &Tensor, range: std::ops::Range<usize>) -> Result<Tensor> {
         self.encoder.forward_layers(xs, range)
     }
 
     /// The final layer norm (in the residual stream's dtype): `last_hidden_state`.
-    pub(crate) fn post_layernorm(&self, xs: &Tensor) -> Tensor {
+    pub(crate) fn post_layernorm(&self, xs: &Tensor) -> Result<Tensor> {
         norm(&self.post_layernorm, self.cfg.layer_norm_eps, xs)
     }
 
@@ -244,14 +250,14 @@ impl VisionTransformer {
     ) -> Result<VisionOutput> {
         self.check_input(pixel_values)?;
         let mut hidden_states = Vec::new();
-        let xs = self.embeddings.forward(pixel_values); // (B, N, D)
+        let xs = self.embeddings.forward(pixel_values)?; // (B, N, D)
         if output_hidden_states {
             hidden_states.push(xs.shallow_clone());
         }
-        let xs = self.encoder.forward(&xs, output_hidden_states.then_some(&mut hidden_states));
-        let last_hidden_state = self.post_layernorm(&xs); // (B, N, D)
+        let xs = self.encoder.forward(&xs, output_hidden_states.then_some(&mut hidden_states))?;
+        let last_hidden_state = self.post_layernorm(&xs)?; // (B, N, D)
         let pooler_output = match (&self.head, pool) {
-            (Some(head), true) => Some(head.forward(&last_hidden_state.to_kind(head.mlp.kind()))),
+            (Some(head), true) => Some(head.forward(&last_hidden_state.f_to_kind(head.mlp.kind())?)?),
             _ => None,
         };
         Ok(VisionOutput { last_hidden_state, pooler_output, hidden_states })

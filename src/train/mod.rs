@@ -167,7 +167,7 @@ impl Cache {
             let x = load_frame(&sample.path, sample.frame, None, model.input, model.window())?;
             let x = x.unsqueeze(0).unsqueeze(0); // (1, 1, H, W)
             let (h, w) = (x.size()[2], x.size()[3]);
-            frames.push(if (h, w) == (s, s) { x } else { resize_bicubic(&x, s, s) });
+            frames.push(if (h, w) == (s, s) { x } else { resize_bicubic(&x, s, s)? });
         }
         Ok(Self { images: Tensor::cat(&frames, 0), labels })
     }
