@@ -8,7 +8,7 @@ export LDCTQ_PYTHON := $(CURDIR)/.venv/bin/python
 CARGO ?= cargo
 LDCTQ := target/debug/ldctq
 
-.PHONY: setup build test demo fixtures bench
+.PHONY: setup build test demo fixtures bench lint
 
 setup:
 	@venv=$$(bash scripts/setup.sh) && ln -sfn "$$venv" .venv
@@ -19,6 +19,15 @@ build: setup
 test: setup
 	$(CARGO) test --workspace
 	bash scripts/test_ffi.sh
+
+# The gates CI runs before the tests: formatting, clippy (default features and the lean library that
+# libldctq links), rustdoc, all with warnings denied.
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p ldctq --no-default-features --lib -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p ldctq
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p ldctq-ffi
 
 demo: build
 	bash scripts/demo.sh

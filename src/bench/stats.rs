@@ -121,7 +121,7 @@ pub struct AnatomyMeans {
     pub vif: Option<f64>,
 }
 
-/// Everything [`write_reports`] prints.
+/// Everything [`write_reports`](super::write_reports) prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub images: usize,

@@ -283,11 +283,8 @@ impl Trainer<'_> {
                 results.iter().map(|r| PathBuf::from(format!("../folds/fold-{}/best", r.0))).collect();
             crate::ensemble::Ensemble::write(&self.out.join("ensemble"), &members)?;
         }
-        let log_path = self.out.join("train_log.jsonl");
-        let log_text = std::fs::read_to_string(&log_path).map_err(|e| Error::io(&log_path, e))?;
-        let logs: Vec<EpochLog> = log_text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
         #[cfg(feature = "plots")]
-        draw_curves(&self.out, &logs)?;
+        draw_curves(&self.out)?;
         let summary = TrainSummary { chosen_fold: chosen, folds: results, config: self.config.clone() };
         write_atomic(
             &self.out.join("train_summary.json"),
@@ -499,12 +496,16 @@ fn append_line(path: &Path, line: &str) -> Result<()> {
     f.write_all(line.as_bytes()).map_err(|e| Error::io(path, e))
 }
 
-/// `curves.png` / `.svg`: losses (left) and validation correlations (right) per epoch, one colour per
-/// fold and series.
+/// `curves.png` / `.svg` from `train_log.jsonl` in `dir`: losses (left) and validation correlations
+/// (right) per epoch, one colour per fold and series.
 #[cfg(feature = "plots")]
-fn draw_curves(dir: &Path, logs: &[EpochLog]) -> Result<()> {
+fn draw_curves(dir: &Path) -> Result<()> {
     use crate::plots::{line_panels, LinePanel, Series};
     type Line = (&'static str, fn(&EpochLog) -> f64);
+    let log_path = dir.join("train_log.jsonl");
+    let log_text = std::fs::read_to_string(&log_path).map_err(|e| Error::io(&log_path, e))?;
+    let logs: Vec<EpochLog> = log_text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let logs = &logs;
     let mut folds: Vec<usize> = logs.iter().map(|l| l.fold).collect();
     folds.dedup();
     let panel = |title: &str, y_max: f64, lines: [Line; 2]| LinePanel {
