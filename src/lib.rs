@@ -27,17 +27,19 @@
 //!   (crate `ldctq-ffi`) and the `ldctq` tool.
 //!
 //! Shared below them: [`window`] (HU windows and what pixel values mean), [`preprocess`], [`io`]
-//! (DICOM, TIFF, npy, PNG), [`data`] (image sets), [`metrics`], [`simulate`] and [`phantom`] (low-dose
-//! simulation), [`rng`], [`placement`], and, with the `plots` feature, `plots`.
+//! (DICOM, TIFF, npy, PNG), [`data`] (image sets), [`metrics`], [`simulate`], [`degrade`] and [`phantom`]
+//! (low-dose simulation, ordered degradations), [`filters`], [`rng`], [`placement`], and, with the `plots` feature, `plots`.
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod criterion;
 pub mod data;
+pub mod degrade;
 pub mod denoise;
 pub mod ensemble;
 pub mod error;
 pub mod film;
+pub mod filters;
 pub mod heads;
 pub mod io;
 mod layers;

@@ -41,6 +41,25 @@ fn set_thresholds() -> bool {
     false
 }
 
+thread_local! {
+    static SECOND_ORDER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with attention in its explicit form on every device and dtype, so that the graph it
+/// builds can be differentiated twice (libtorch's fused attention kernels have no double backward):
+/// the trainer's input-gradient penalty.
+pub fn with_second_order<T>(f: impl FnOnce() -> T) -> T {
+    let before = SECOND_ORDER.with(|c| c.replace(true));
+    let out = f();
+    SECOND_ORDER.with(|c| c.set(before));
+    out
+}
+
+/// Whether [`with_second_order`] is in force on this thread.
+pub fn second_order() -> bool {
+    SECOND_ORDER.with(|c| c.get())
+}
+
 /// Whether bf16 attention on CPU uses the explicit form (matrix product, softmax, matrix product)
 /// rather than libtorch's flash kernel: yes unless `LDCTQ_CPU_ATTENTION=sdpa` (for comparisons).
 pub fn explicit_cpu_attention() -> bool {

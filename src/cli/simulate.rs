@@ -14,12 +14,21 @@
 //! (train and test draw different phantoms, augmentations and noise from one seed); real files are
 //! shared, so hold out files yourself for a test split.
 //!
+//! Families (`--families`, cycled over the images): besides the plain scans (`scan`), degraded
+//! versions whose order is known without a reader: `blur` (the full-dose scan blurred), `oversmooth`
+//! (the low-dose scan through a Gaussian, box, median, bilateral or TV filter) and `texture` (its
+//! noise replaced by white or blotchy noise of the same order of magnitude), labelled by the
+//! perceptual label model of [`ldctq::degrade`]; `meta.json` records the family, the degradation and
+//! the measured factors (noise ratio, edge sigma, texture shift). With `--series`, every source is
+//! simulated at every dose/view combination with one augmentation, a dose series per slice.
+//!
 //! Physical size: phantoms and sources without a pixel spacing span `--fov-mm`; DICOM sources use
 //! their PixelSpacing, scaled by the crop and resampling. The noise is per detector bin of one
 //! (output) pixel, so at the same dose a smaller `--size` gives less noise in HU (noise std goes
 //! as 1 / pixel size at fixed photons per bin).
 use anyhow::Context;
 use clap::ValueEnum;
+use ldctq::degrade::{self, Degradation, Measured};
 use ldctq::io;
 use ldctq::phantom::{self, Augmentation};
 use ldctq::rng::Rng;
@@ -90,6 +99,27 @@ pub struct Args {
     /// Write into an --out whose image/ folder is not empty (files beyond --count stay).
     #[arg(long)]
     overwrite: bool,
+    /// Image families, cycled over the images: `scan` (the low-dose reconstruction: noise and
+    /// streaks), `blur` (the full-dose scan blurred, sigma 0.5-3 px), `oversmooth` (the low-dose scan
+    /// through a random Gaussian, box, median, bilateral or TV filter), `texture` (the noise replaced
+    /// by white or blotchy noise). Labels of the last three come from the perceptual label model
+    /// (`ldctq::degrade`), which meta.json records factor by factor.
+    #[arg(long, value_delimiter = ',', default_value = "scan")]
+    families: Vec<Family>,
+    /// Series: every source at every dose/view combination (in grid order) with one augmentation
+    /// per source and repeat, so that `meta.json`'s `source` groups a slice's dose series; --count
+    /// is then the number of series per source.
+    #[arg(long)]
+    series: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    Scan,
+    Blur,
+    Oversmooth,
+    Texture,
 }
 
 /// Where a slice comes from.
@@ -116,11 +146,22 @@ struct Entry {
     seed: u64,
     /// The reader-like label written to the labels json.
     label: f64,
-    /// The noise-free label [`simulate::quality_label`].
+    /// The noise-free label ([`simulate::quality_label`], or [`degrade::perceptual_label`] for a
+    /// degraded scan).
     clean_label: f64,
     pixel_mm: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     augmentation: Option<Augmentation>,
+    /// The series of the image, with --series.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    series: Option<usize>,
+    /// The family, degradation and measured factors of a degraded scan (absent for plain scans).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    family: Option<Family>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    degradation: Option<Degradation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    measured: Option<Measured>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -128,8 +169,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.size >= 16, "--size must be at least 16");
     anyhow::ensure!(args.fov_mm > 0.0 && args.fov_mm.is_finite(), "--fov-mm must be > 0");
     anyhow::ensure!(
-        !args.doses.is_empty() && !args.views.is_empty(),
-        "--doses and --views must not be empty"
+        !args.doses.is_empty() && !args.views.is_empty() && !args.families.is_empty(),
+        "--doses, --views and --families must not be empty"
     );
     let device = ldctq::placement::parse_device(&args.device)?;
     let base = ScanParams {
@@ -156,30 +197,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let stream = ldctq::rng::derive_seed(args.seed, if args.split == Split::Train { 1 } else { 2 });
-    let bar = indicatif::ProgressBar::new(args.count as u64).with_style(
+    let count = if args.series { args.count * sources.len() * combos.len() } else { args.count };
+    anyhow::ensure!(count <= 100_000, "--series: {count} images are too many");
+    let bar = indicatif::ProgressBar::new(count as u64).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images {per_sec} eta {eta}")
             .expect("valid template"),
     );
     let _guard = tch::no_grad_guard();
     let (mut labels, mut meta) = (BTreeMap::new(), Vec::new());
     let mut order = Vec::new();
-    for i in 0..args.count {
-        if i % combos.len() == 0 {
+    for i in 0..count {
+        if i % combos.len() == 0 && !args.series {
             order =
                 shuffled(combos.len(), ldctq::rng::derive_seed(stream, 1 << 32 | (i / combos.len()) as u64));
         }
-        let (dose, views) = combos[order[i % combos.len()]];
+        let (mut dose, mut views) =
+            combos[if args.series { i % combos.len() } else { order[i % combos.len()] }];
+        let family = args.families[i % args.families.len()];
+        if family == Family::Blur {
+            (dose, views) = (1.0, args.full_views);
+        }
         // 53 bits, so that JSON readers that parse numbers as doubles keep them exact.
         let seed = ldctq::rng::derive_seed(stream, i as u64) >> 11;
         let file = format!("{i:04}.tif");
-        let (hu, source, pixel_mm, augmentation) = match &sources[i % sources.len()] {
+        // A series shares its slice (phantom seed, augmentation) across the combinations.
+        let (source_index, slice_seed) = if args.series {
+            let series = i / combos.len();
+            (series % sources.len(), ldctq::rng::derive_seed(stream, 1 << 40 | series as u64) >> 11)
+        } else {
+            (i % sources.len(), seed)
+        };
+        let (hu, source, pixel_mm, augmentation) = match &sources[source_index] {
             Source::Phantom => {
-                let phantom_seed = ldctq::rng::derive_seed(seed, 1) >> 11;
+                let phantom_seed = ldctq::rng::derive_seed(slice_seed, 1) >> 11;
                 let hu = phantom::phantom(phantom_seed, args.size).to_device(device);
                 (hu, format!("phantom:{phantom_seed}"), args.fov_mm / args.size as f64, None)
             }
             Source::Real { path, frame, hu, pixel_mm } => {
-                let mut rng = Rng::new(ldctq::rng::derive_seed(seed, 1));
+                let mut rng = Rng::new(ldctq::rng::derive_seed(slice_seed, 1));
                 let aug = Augmentation::random(&mut rng, (hu.size()[0], hu.size()[1]), args.min_crop);
                 let out = phantom::augment(hu, &aug, args.size)?;
                 let mm = pixel_mm * aug.crop.2 as f64 / args.size as f64;
@@ -195,12 +250,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         let (low, reference) = simulate::simulate_pair(&hu, &params)
             .with_context(|| format!("simulating {file} from {source}"))?;
-        write_unit(&image_dir.join(&file), &low)?;
+        let (image, clean_label, degraded) = if family == Family::Scan {
+            (low, simulate::quality_label(dose, views, args.full_views), None)
+        } else {
+            let mut rng = Rng::new(ldctq::rng::derive_seed(seed, 4));
+            let degradation = match family {
+                Family::Blur => Degradation::Gaussian { sigma: 0.5 + 2.5 * rng.uniform() },
+                Family::Oversmooth => {
+                    let noise_hu = (&low - &reference).square().mean(Kind::Double).sqrt().double_value(&[]);
+                    Degradation::random_smoothing(&mut rng, noise_hu)
+                }
+                _ => Degradation::random_texture(&mut rng),
+            };
+            let x = degrade::apply(&degradation, &low, &reference, ldctq::rng::derive_seed(seed, 5))?;
+            let measured = degrade::measure(&degradation, &x, &low, &reference)?;
+            let label = degrade::perceptual_label(dose, views, args.full_views, &measured);
+            (x, label, Some((degradation, measured)))
+        };
+        write_unit(&image_dir.join(&file), &image)?;
         write_unit(&reference_dir.join(&file), &reference)?;
-        let clean_label = simulate::quality_label(dose, views, args.full_views);
         let label = simulate::reader_label(clean_label, ldctq::rng::derive_seed(seed, 3));
         labels.insert(file.clone(), label);
-        meta.push(Entry { file, source, dose, views, seed, label, clean_label, pixel_mm, augmentation });
+        let (degradation, measured) = degraded.unzip();
+        let family = (family != Family::Scan).then_some(family);
+        meta.push(Entry {
+            file,
+            source,
+            dose,
+            views,
+            seed,
+            label,
+            clean_label,
+            pixel_mm,
+            augmentation,
+            series: args.series.then_some(i / combos.len()),
+            family,
+            degradation,
+            measured,
+        });
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -209,7 +296,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ldctq::io::write_atomic(&args.out.join("meta.json"), serde_json::to_string_pretty(&meta)?.as_bytes())?;
     eprintln!(
         "wrote {} images ({} sources, {} dose/view combinations) to {} in {:.1} s",
-        args.count,
+        count,
         sources.len(),
         combos.len(),
         args.out.display(),
@@ -231,8 +318,8 @@ fn load_sources(specs: &[String], fov_mm: f64, device: Device) -> anyhow::Result
         for path in files {
             let slices = io::read_image(&path)?;
             let (_, h, w) = slices.pixels.dim();
-            // [0, 1] files are taken as made with the LDCTIQA window.
-            let hu = ldctq::data::frames(&slices, None, Space::Hu, Window::LDCTIQA)?;
+            // [0, 1] files are taken as made with the LDCTIQA window; npy and integer TIFF as HU.
+            let hu = ldctq::data::frames(&slices, Some(Space::Hu), Space::Hu, Window::LDCTIQA)?;
             anyhow::ensure!(h >= 2 && w >= 2, "{}: {h} x {w} is too small", path.display());
             let pixel_mm = dicom_pixel_mm(&path).unwrap_or(fov_mm / w.max(h) as f64);
             for (frame, hu) in hu.unbind(0).into_iter().enumerate() {

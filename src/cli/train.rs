@@ -3,7 +3,7 @@ use super::Runtime;
 use indicatif::{ProgressBar, ProgressStyle};
 use ldctq::data::Dataset;
 use ldctq::model::{backbone_ref, resolve_backbone, QualityConfig};
-use ldctq::train::{Augment, Cache, Event, TrainConfig, Trainer, VisionTraining};
+use ldctq::train::{Augment, Cache, Event, OrderKind, OrderPairs, TrainConfig, Trainer, VisionTraining};
 use ldctq::{Space, Window};
 use std::path::PathBuf;
 
@@ -56,6 +56,19 @@ pub struct Args {
     /// applied to hu input.
     #[arg(long, allow_hyphen_values = true)]
     window: Option<Window>,
+    /// Weakly supervised order pairs, each image against a degraded copy of itself: any of blur,
+    /// oversmooth, noise, texture (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    order_pairs: Vec<OrderKind>,
+    /// Weight of the order-pair term.
+    #[arg(long, default_value_t = 1.0)]
+    order_weight: f64,
+    /// Blur and oversmooth pairs only for images labelled at least this.
+    #[arg(long, default_value_t = 3.0)]
+    order_min_label: f64,
+    /// Weight of the input-gradient-norm penalty (0: off; double backward, about 3x slower).
+    #[arg(long, default_value_t = 0.0)]
+    grad_penalty: f64,
     /// Model input size (default: the backbone's).
     #[arg(long)]
     image_size: Option<i64>,
@@ -88,6 +101,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         vision: args.vision,
         augment: (!args.no_augment).then(Augment::default),
+        order_pairs: (!args.order_pairs.is_empty()).then(|| OrderPairs {
+            kinds: args.order_pairs.clone(),
+            weight: args.order_weight,
+            min_label: args.order_min_label,
+        }),
+        grad_penalty: args.grad_penalty,
         ..TrainConfig::default()
     };
     let cache = Cache::load(&data, &base)?;

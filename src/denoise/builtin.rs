@@ -1,165 +1,113 @@
-//! Built-in denoisers on tch (any device): `identity`, `gaussian` (`{"sigma": 1.0}`) and `median`
-//! (`{"size": 3}`). Borders are mirrored (`reflect`: ... 2 1 | 0 1 2 ... | n-2 n-3 ...), as in the C
-//! example plugins, so `gaussian`/`median` and `examples/plugins/{gaussian,median}.c` agree.
+//! Built-in denoisers on tch (any device), each a filter of [`crate::filters`] with a JSON config:
+//! `identity`, `gaussian` (`{"sigma": 1.0}`), `median` (`{"size": 3}`), `box` (`{"size": 3}`),
+//! `bilateral` (`{"sigma_space": 1.5, "sigma_range": 0.05}`, range in [0, 1] units) and `tv`
+//! (`{"weight": 0.05, "iters": 50}`). Borders are mirrored (`reflect`: ... 2 1 | 0 1 2 ... |
+//! n-2 n-3 ...), as in the C example plugins, so `gaussian`/`median` and
+//! `examples/plugins/{gaussian,median}.c` agree.
 use super::{DenoiseError, Denoiser, DenoiserInfo, ErrorKind};
+use crate::filters;
 use serde_json::{Map, Value};
-use tch::{Kind, Tensor};
+use tch::Tensor;
+
+/// The built-ins: name, config keys and their defaults.
+const BUILTINS: [(&str, &[(&str, f64)]); 6] = [
+    ("identity", &[]),
+    ("gaussian", &[("sigma", 1.0)]),
+    ("median", &[("size", 3.0)]),
+    ("box", &[("size", 3.0)]),
+    ("bilateral", &[("sigma_space", 1.5), ("sigma_range", 0.05)]),
+    ("tv", &[("weight", 0.05), ("iters", 50.0)]),
+];
 
 /// The built-in `name` with an optional JSON object `config`.
 pub fn from_name(name: &str, config: Option<&str>) -> Result<Box<dyn Denoiser>, DenoiseError> {
     let who = format!("builtin {name}");
+    let bad = |msg: String| DenoiseError::new(who.clone(), ErrorKind::Config, msg);
     let cfg: Map<String, Value> = match config {
         None => Map::new(),
         Some(text) => match serde_json::from_str(text) {
             Ok(Value::Object(m)) => m,
-            _ => {
-                return Err(DenoiseError::new(
-                    who,
-                    ErrorKind::Config,
-                    format!("config {text:?} is not a JSON object"),
-                ))
-            }
+            _ => return Err(bad(format!("config {text:?} is not a JSON object"))),
         },
     };
-    let allowed: &[&str] = match name {
-        "identity" => &[],
-        "gaussian" => &["sigma"],
-        "median" => &["size"],
-        _ => return Err(DenoiseError::new(who, ErrorKind::Spec, format!("unknown built-in {name:?}"))),
+    let Some((name, keys)) = BUILTINS.iter().find(|(n, _)| *n == name) else {
+        let known: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
+        return Err(DenoiseError::new(
+            who,
+            ErrorKind::Spec,
+            format!("unknown built-in {name:?} (known: {})", known.join(", ")),
+        ));
     };
-    if let Some(k) = cfg.keys().find(|k| !allowed.contains(&k.as_str())) {
-        let known = if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") };
-        return Err(DenoiseError::new(who, ErrorKind::Config, format!("unknown key {k:?} (known: {known})")));
+    if let Some(k) = cfg.keys().find(|k| !keys.iter().any(|(key, _)| key == k)) {
+        let known: Vec<&str> = keys.iter().map(|(key, _)| *key).collect();
+        let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+        return Err(bad(format!("unknown key {k:?} (known: {known})")));
     }
-    let number = |key: &str, default: f64| -> Result<f64, DenoiseError> {
-        match cfg.get(key) {
-            None => Ok(default),
-            Some(v) => v.as_f64().ok_or_else(|| {
-                DenoiseError::new(who.clone(), ErrorKind::Config, format!("{key} must be a number, got {v}"))
-            }),
-        }
-    };
-    Ok(match name {
-        "identity" => Box::new(Identity),
-        "gaussian" => Box::new(Gaussian::new(number("sigma", 1.0)?)?),
-        _ => {
-            let size = number("size", 3.0)?;
-            if size.fract() != 0.0 {
-                return Err(DenoiseError::new(
-                    who,
-                    ErrorKind::Config,
-                    format!("size must be an integer, got {size}"),
-                ));
+    let mut params = Vec::new();
+    for &(key, default) in keys.iter() {
+        let value = match cfg.get(key) {
+            None => default,
+            Some(v) => v.as_f64().ok_or_else(|| bad(format!("{key} must be a number, got {v}")))?,
+        };
+        params.push(value);
+    }
+    let filter = Filter { name, keys, params };
+    // Checks the parameters on a tiny image, so that a bad config fails at load, not at the first batch.
+    let _checked =
+        filter.apply(&Tensor::zeros([1, 1, 4, 4], (tch::Kind::Float, tch::Device::Cpu))).map_err(bad)?;
+    Ok(Box::new(filter))
+}
+
+/// A built-in: one of [`BUILTINS`] with its parameters in the order of its keys.
+#[derive(Debug, Clone)]
+struct Filter {
+    name: &'static str,
+    keys: &'static [(&'static str, f64)],
+    params: Vec<f64>,
+}
+
+impl Filter {
+    fn apply(&self, images: &Tensor) -> Result<Tensor, String> {
+        let integer = |i: usize| -> Result<i64, String> {
+            let v = self.params[i];
+            if v.fract() != 0.0 || !v.is_finite() {
+                return Err(format!("{} must be an integer, got {v}", self.keys[i].0));
             }
-            Box::new(Median::new(size as i64)?)
-        }
-    })
-}
-
-/// Returns its input (a copy): the control that must score exactly like the input.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Identity;
-
-impl Denoiser for Identity {
-    fn info(&self) -> DenoiserInfo {
-        DenoiserInfo { kind: "builtin".into(), ..DenoiserInfo::rust("identity") }
-    }
-    fn denoise(&mut self, images: &Tensor) -> Result<Tensor, DenoiseError> {
-        Ok(images.copy())
-    }
-}
-
-/// Pads the last two dims by `r` with mirrored borders (`replicate` where an image is too small to mirror).
-fn pad_mirror(x: &Tensor, r: i64) -> Result<Tensor, tch::TchError> {
-    let (h, w) = (x.size()[2], x.size()[3]);
-    let mode = if r < h && r < w { "reflect" } else { "replicate" };
-    x.f_pad([r, r, r, r], mode, None)
-}
-
-/// Separable Gaussian smoothing with a kernel of radius `ceil(3 sigma)` (normalised to sum 1).
-#[derive(Debug, Clone)]
-pub struct Gaussian {
-    pub sigma: f64,
-}
-
-impl Gaussian {
-    pub fn new(sigma: f64) -> Result<Self, DenoiseError> {
-        if !(sigma > 0.0 && sigma <= 20.0) {
-            return Err(DenoiseError::new(
-                "builtin gaussian",
-                ErrorKind::Config,
-                format!("sigma must be in (0, 20], got {sigma}"),
-            ));
-        }
-        Ok(Self { sigma })
-    }
-
-    fn kernel(&self) -> Vec<f32> {
-        let r = (3.0 * self.sigma).ceil() as i64;
-        let taps: Vec<f64> =
-            (-r..=r).map(|i| (-0.5 * (i * i) as f64 / (self.sigma * self.sigma)).exp()).collect();
-        let sum: f64 = taps.iter().sum();
-        taps.iter().map(|t| (t / sum) as f32).collect()
-    }
-}
-
-impl Denoiser for Gaussian {
-    fn info(&self) -> DenoiserInfo {
-        DenoiserInfo {
-            kind: "builtin".into(),
-            config: Some(format!("{{\"sigma\":{}}}", self.sigma)),
-            ..DenoiserInfo::rust("gaussian")
-        }
-    }
-    fn denoise(&mut self, images: &Tensor) -> Result<Tensor, DenoiseError> {
-        let taps = self.kernel();
-        let k = taps.len() as i64;
-        let run = || -> Result<Tensor, tch::TchError> {
-            let kernel = Tensor::from_slice(&taps).to_device(images.device());
-            let x = pad_mirror(images, k / 2)?;
-            let x = x.f_conv2d(&kernel.view([1, 1, 1, k]), None::<Tensor>, [1, 1], [0, 0], [1, 1], 1)?;
-            x.f_conv2d(&kernel.view([1, 1, k, 1]), None::<Tensor>, [1, 1], [0, 0], [1, 1], 1)
+            Ok(v as i64)
         };
-        tch::no_grad(run).map_err(|e| DenoiseError::new(self.info().label(), ErrorKind::Torch, e.to_string()))
+        let p = &self.params;
+        let out = tch::no_grad(|| match self.name {
+            "identity" => Ok(images.copy()),
+            "gaussian" if !(p[0] > 0.0 && p[0] <= 20.0) => {
+                Err(format!("sigma must be in (0, 20], got {}", p[0]))
+            }
+            "gaussian" => filters::gaussian(images, p[0]).map_err(|e| e.to_string()),
+            "median" => filters::median(images, integer(0)?).map_err(|e| e.to_string()),
+            "box" => filters::box_mean(images, integer(0)?).map_err(|e| e.to_string()),
+            "bilateral" => filters::bilateral(images, p[0], p[1]).map_err(|e| e.to_string()),
+            "tv" => {
+                let iters = integer(1)?;
+                if !(1..=1000).contains(&iters) {
+                    return Err(format!("iters must be in 1 ..= 1000, got {iters}"));
+                }
+                filters::total_variation(images, p[0], iters as usize).map_err(|e| e.to_string())
+            }
+            other => Err(format!("unknown built-in {other:?}")),
+        })?;
+        Ok(out)
     }
 }
 
-/// Median over a `size x size` window (odd size, 1 ..= 9).
-#[derive(Debug, Clone)]
-pub struct Median {
-    pub size: i64,
-}
-
-impl Median {
-    pub fn new(size: i64) -> Result<Self, DenoiseError> {
-        if !(1..=9).contains(&size) || size % 2 == 0 {
-            return Err(DenoiseError::new(
-                "builtin median",
-                ErrorKind::Config,
-                format!("size must be an odd integer in 1 ..= 9, got {size}"),
-            ));
-        }
-        Ok(Self { size })
-    }
-}
-
-impl Denoiser for Median {
+impl Denoiser for Filter {
     fn info(&self) -> DenoiserInfo {
-        DenoiserInfo {
-            kind: "builtin".into(),
-            config: Some(format!("{{\"size\":{}}}", self.size)),
-            ..DenoiserInfo::rust("median")
-        }
+        let config = (!self.keys.is_empty()).then(|| {
+            let fields: Vec<String> =
+                self.keys.iter().zip(&self.params).map(|((k, _), v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", fields.join(","))
+        });
+        DenoiserInfo { kind: "builtin".into(), config, ..DenoiserInfo::rust(self.name) }
     }
     fn denoise(&mut self, images: &Tensor) -> Result<Tensor, DenoiseError> {
-        let k = self.size;
-        let run = || -> Result<Tensor, tch::TchError> {
-            let size = images.size();
-            let x = pad_mirror(&images.to_kind(Kind::Float), k / 2)?;
-            let windows = x.f_unfold(2, k, 1)?.f_unfold(3, k, 1)?; // (N, 1, H, W, k, k)
-            let flat = windows.f_reshape([size[0], size[1], size[2], size[3], k * k])?;
-            Ok(flat.f_median_dim(-1, false)?.0)
-        };
-        tch::no_grad(run).map_err(|e| DenoiseError::new(self.info().label(), ErrorKind::Torch, e.to_string()))
+        self.apply(images).map_err(|e| DenoiseError::new(self.info().label(), ErrorKind::Torch, e))
     }
 }

@@ -1,5 +1,5 @@
 //! Denoisers for `ldctq bench`: a Rust [`Denoiser`] trait, built-ins ([`builtin`]: identity, Gaussian,
-//! median), C plugins ([`plugin`], ABI in `include/ldctq_denoiser.h`) and TorchScript modules
+//! median, box, bilateral, TV), C plugins ([`plugin`], ABI in `include/ldctq_denoiser.h`) and TorchScript modules
 //! ([`torchscript`]).
 //!
 //! # Image contract
@@ -31,7 +31,6 @@ pub mod isolated;
 pub mod plugin;
 pub mod torchscript;
 
-pub use builtin::{Gaussian, Identity, Median};
 pub use isolated::IsolatedDenoiser;
 pub use plugin::{PluginDenoiser, ABI_MAJOR, ABI_MINOR, ENTRY_POINT};
 pub use torchscript::TorchScriptDenoiser;

@@ -134,8 +134,10 @@ impl Attention {
         // bf16 on CPU: the explicit form (two batched matrix products and a softmax accumulated in
         // f32) is 2.5x faster than libtorch's flash kernel once freed blocks are reused
         // (`runtime::tune_allocator`; docs/performance.md). In f32 both run at the same speed.
-        let explicit =
-            !xs.device().is_cuda() && xs.kind() == Kind::BFloat16 && crate::runtime::explicit_cpu_attention();
+        let explicit = crate::runtime::second_order()
+            || (!xs.device().is_cuda()
+                && xs.kind() == Kind::BFloat16
+                && crate::runtime::explicit_cpu_attention());
         let (q, k, v) = match self.fused() {
             Some((w, bias)) => {
                 let qkv = xs.f_linear(w, Some(bias))?.f_view([b, n, 3, h, hd])?;

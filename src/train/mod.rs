@@ -12,10 +12,12 @@
 mod adamw;
 mod augment;
 mod loss;
+mod order;
 
 pub use adamw::AdamW;
 pub use augment::Augment;
 pub use loss::ranking_loss;
+pub use order::{OrderKind, OrderPairs};
 
 use crate::data::{load_frame, stratified_folds, Dataset};
 use crate::error::{Error, Result};
@@ -31,6 +33,9 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
+
+/// Stream of the order pairs' draws, apart from data order, augmentation and dropout.
+const ORDER_STREAM: u64 = 0x006f_7264_6572;
 
 /// Which parameters of the vision tower train (FiLM and heads always do; the text tower never).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +83,13 @@ pub struct TrainConfig {
     pub seed: u64,
     pub vision: VisionTraining,
     pub augment: Option<Augment>,
+    /// Weakly supervised order pairs against degraded copies ([`OrderPairs`]).
+    #[serde(default)]
+    pub order_pairs: Option<OrderPairs>,
+    /// Weight of the input-gradient penalty `mean_i |d score_i / d x_i|^2` (0: off), which flattens
+    /// the score around the training images against adversarial optimisation (double backward).
+    #[serde(default)]
+    pub grad_penalty: f64,
 }
 
 impl Default for TrainConfig {
@@ -96,6 +108,8 @@ impl Default for TrainConfig {
             seed: 0,
             vision: VisionTraining::Full,
             augment: Some(Augment::default()),
+            order_pairs: None,
+            grad_penalty: 0.0,
         }
     }
 }
@@ -249,6 +263,15 @@ impl Trainer<'_> {
                 "need folds >= 2, batch_size >= 2, accumulation >= 1, epochs >= 1".into(),
             ));
         }
+        if let Some(order) = &c.order_pairs {
+            order.validate()?;
+        }
+        if !(c.grad_penalty >= 0.0 && c.grad_penalty.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "grad_penalty must be finite and >= 0, got {}",
+                c.grad_penalty
+            )));
+        }
         let labels = Vec::<f64>::try_from(self.cache.labels.to_kind(Kind::Double))?;
         if labels.len() < 2 * c.folds {
             return Err(Error::InvalidInput(format!(
@@ -347,6 +370,7 @@ impl Trainer<'_> {
         for epoch in state.epochs_done..c.epochs {
             let start = std::time::Instant::now();
             let mut rng = Rng::derive(&[c.seed, fold as u64, epoch as u64]);
+            let mut order_rng = Rng::derive(&[c.seed, fold as u64, epoch as u64, ORDER_STREAM]);
             let mut order = train_idx.clone();
             rng.shuffle(&mut order);
             let (mut loss_sum, mut lr_now) = (0.0, lr_h);
@@ -357,8 +381,34 @@ impl Trainer<'_> {
                     x = aug.apply(&x, value_range, &mut rng);
                 }
                 let y = self.cache.labels.index_select(0, &idx);
-                let pred = model.forward_t(&pre.pixel_values(&x)?, Some(&mut rng))?;
-                let loss = ranking_loss(&pred, &y, c.tau_rank, c.lambda_mse);
+                if c.grad_penalty > 0.0 {
+                    x = x.detach().set_requires_grad(true);
+                }
+                let pred = if c.grad_penalty > 0.0 {
+                    crate::runtime::with_second_order(|| {
+                        model.forward_t(&pre.pixel_values(&x)?, Some(&mut rng))
+                    })?
+                } else {
+                    model.forward_t(&pre.pixel_values(&x)?, Some(&mut rng))?
+                };
+                let mut loss = ranking_loss(&pred, &y, c.tau_rank, c.lambda_mse);
+                if let Some(order) = &c.order_pairs {
+                    if let Some((worse, which)) = order.degrade(&x, &y, value_range, &mut order_rng)? {
+                        let pred_worse = model.forward_t(&pre.pixel_values(&worse)?, Some(&mut rng))?;
+                        // softplus(-(s_x - s_worse) / tau): RankNet on "x is better".
+                        let margin = pred.f_index_select(0, &which)?.f_sub(&pred_worse)?;
+                        let term =
+                            margin.f_neg()?.f_div_scalar(c.tau_rank)?.f_softplus()?.f_mean(Kind::Float)?;
+                        loss += term * order.weight;
+                    }
+                }
+                if c.grad_penalty > 0.0 {
+                    let total = pred.f_sum(Kind::Float)?;
+                    let g = Tensor::f_run_backward(&[&total], &[&x], true, true)?.remove(0);
+                    let penalty =
+                        g.f_square()?.f_sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)?;
+                    loss += penalty.f_mean(Kind::Float)? * c.grad_penalty;
+                }
                 (&loss / c.accumulation as f64).backward();
                 let l = loss.double_value(&[]);
                 loss_sum += l;

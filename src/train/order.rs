@@ -1,0 +1,130 @@
+//! Weakly supervised order pairs: "an image is better than a degraded copy of itself", needing no
+//! reader. Each training image of a micro-batch is paired with a copy degraded by one of the chosen
+//! kinds, in the model's input space at the model's size, and the ranking loss asks for
+//! `score(x) > score(degraded x)`:
+//!
+//! * `blur`: Gaussian blur, sigma 0.5-1.5 px (1-3 px at twice the model size);
+//! * `oversmooth`: a 3 x 3 median or box filter, or a bilateral filter;
+//! * `noise`: added white noise, std 0.5-3 % of the value range;
+//! * `texture`: added blotchy noise (white noise smoothed by 1-2 px), std 0.5-2 % of the range.
+//!
+//! Smoothing can improve a noisy image, so `blur` and `oversmooth` pair only images labelled at least
+//! [`OrderPairs::min_label`]; added noise always degrades, so `noise` and `texture` pair any image.
+//! Draws come from the run's seeded [`Rng`] (resumable like the rest of the trainer).
+use crate::error::{Error, Result};
+use crate::filters;
+use crate::rng::Rng;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// A kind of order pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderKind {
+    Blur,
+    Oversmooth,
+    Noise,
+    Texture,
+}
+
+impl OrderKind {
+    /// Whether smoothing: paired only for well-labelled images.
+    fn smooths(self) -> bool {
+        matches!(self, Self::Blur | Self::Oversmooth)
+    }
+}
+
+impl std::str::FromStr for OrderKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "blur" => Ok(Self::Blur),
+            "oversmooth" => Ok(Self::Oversmooth),
+            "noise" => Ok(Self::Noise),
+            "texture" => Ok(Self::Texture),
+            other => Err(format!("{other:?}: expected blur, oversmooth, noise or texture")),
+        }
+    }
+}
+
+/// Order-pair settings of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderPairs {
+    pub kinds: Vec<OrderKind>,
+    /// Weight of the order term in the loss.
+    pub weight: f64,
+    /// Smallest label of an image paired with its blurred or over-smoothed copy.
+    pub min_label: f64,
+}
+
+impl OrderPairs {
+    pub fn validate(&self) -> Result<()> {
+        if self.kinds.is_empty()
+            || !(self.weight > 0.0 && self.weight.is_finite())
+            || !self.min_label.is_finite()
+        {
+            return Err(Error::InvalidInput(format!(
+                "order pairs: need at least one kind, a weight > 0 and a finite min label, got {self:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Degraded copies of the eligible images of `x` (`(B, 1, S, S)`, labels `y` (B)) and their
+    /// indices in the batch; `None` when no image is eligible. `value_range`: 1 for [0, 1] input, the
+    /// window width for HU.
+    pub fn degrade(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        value_range: f64,
+        rng: &mut Rng,
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        let labels = Vec::<f64>::try_from(y.to_kind(Kind::Double).to_device(tch::Device::Cpu))?;
+        let (mut copies, mut index) = (Vec::new(), Vec::new());
+        for (i, &label) in labels.iter().enumerate() {
+            let eligible: Vec<OrderKind> =
+                self.kinds.iter().copied().filter(|k| !k.smooths() || label >= self.min_label).collect();
+            if eligible.is_empty() {
+                continue;
+            }
+            let kind = eligible[rng.below(eligible.len() as u64) as usize];
+            let xi = x.f_narrow(0, i as i64, 1)?;
+            copies.push(degrade_one(&xi, kind, value_range, rng)?);
+            index.push(i as i64);
+        }
+        if copies.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((Tensor::f_cat(&copies, 0)?, Tensor::from_slice(&index).to_device(x.device()))))
+    }
+}
+
+/// One degraded copy of `x` (`(1, 1, S, S)`).
+fn degrade_one(x: &Tensor, kind: OrderKind, value_range: f64, rng: &mut Rng) -> Result<Tensor> {
+    let x = x.f_detach()?;
+    Ok(match kind {
+        OrderKind::Blur => filters::gaussian(&x, rng.range(0.5, 1.5))?,
+        OrderKind::Oversmooth => match rng.below(3) {
+            0 => filters::median(&x, 3)?,
+            1 => filters::box_mean(&x, 3)?,
+            _ => filters::bilateral(&x, 1.5, 0.05 * value_range)?,
+        },
+        OrderKind::Noise => x.f_add(&noise(&x, 0.0, rng.range(0.005, 0.03) * value_range, rng)?)?,
+        OrderKind::Texture => {
+            let grain = rng.range(1.0, 2.0);
+            x.f_add(&noise(&x, grain, rng.range(0.005, 0.02) * value_range, rng)?)?
+        }
+    })
+}
+
+/// Noise of `std` shaped like `x`: white, or smoothed by a Gaussian of `grain` px and rescaled.
+fn noise(x: &Tensor, grain: f64, std: f64, rng: &mut Rng) -> Result<Tensor> {
+    let n: Vec<f32> = (0..x.numel()).map(|_| rng.normal() as f32).collect();
+    let mut n = Tensor::from_slice(&n).f_view(x.size().as_slice())?;
+    if grain > 0.0 {
+        n = filters::gaussian(&n, grain)?;
+        n = n.f_div_scalar(n.f_std(true)?.double_value(&[]).max(1e-12))?;
+    }
+    Ok(n.f_mul_scalar(std)?.to_kind(x.kind()).to_device(x.device()))
+}

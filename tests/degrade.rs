@@ -1,0 +1,166 @@
+//! Filters, ordered degradations, the perceptual label model and the trainer's order pairs.
+mod common;
+
+use ldctq::degrade::{self, Degradation, Measured};
+use ldctq::filters;
+use ldctq::phantom;
+use ldctq::rng::Rng;
+use ldctq::simulate::{self, quality_label, ScanParams};
+use ldctq::train::{OrderKind, OrderPairs};
+use tch::{Device, Kind, Tensor};
+
+fn image(seed: u64, n: i64) -> Tensor {
+    let mut rng = Rng::new(seed);
+    let v: Vec<f64> = (0..n * n).map(|_| rng.normal()).collect();
+    Tensor::from_slice(&v).view([1, 1, n, n])
+}
+
+fn total_variation(x: &Tensor) -> f64 {
+    let dx = x.diff(1, -1, None::<Tensor>, None::<Tensor>).abs().sum(Kind::Double);
+    let dy = x.diff(1, -2, None::<Tensor>, None::<Tensor>).abs().sum(Kind::Double);
+    (dx + dy).double_value(&[])
+}
+
+#[test]
+fn filters_keep_constants_and_smooth_noise() {
+    let c = Tensor::full([2, 1, 9, 11], 0.37, (Kind::Double, Device::Cpu));
+    let x = image(1, 32);
+    let std0 = x.std(true).double_value(&[]);
+    type F = Box<dyn Fn(&Tensor) -> ldctq::Result<Tensor>>;
+    let all: Vec<(&str, F)> = vec![
+        ("gaussian", Box::new(|t| filters::gaussian(t, 1.2))),
+        ("box", Box::new(|t| filters::box_mean(t, 3))),
+        ("median", Box::new(|t| filters::median(t, 3))),
+        ("bilateral", Box::new(|t| filters::bilateral(t, 1.5, 10.0))),
+        ("tv", Box::new(|t| filters::total_variation(t, 0.5, 60))),
+    ];
+    for (name, f) in &all {
+        // Constants: exact up to rounding of sums of a few dozen f64 terms of size 0.37.
+        common::assert_close(&format!("{name} of a constant"), &f(&c).unwrap(), &c, 1e-12);
+        let y = f(&x).unwrap();
+        assert_eq!(y.size(), x.size(), "{name}: shape");
+        let std1 = y.std(true).double_value(&[]);
+        println!("{name}: std {std0:.3} -> {std1:.3}");
+        assert!(std1 < 0.8 * std0, "{name} does not smooth white noise: {std0} -> {std1}");
+    }
+    // The box mean equals a direct 3 x 3 average away from the borders.
+    let b = filters::box_mean(&x, 3).unwrap();
+    let direct = x.unfold(2, 3, 1).unfold(3, 3, 1).mean_dim([-1i64, -2].as_slice(), false, Kind::Double);
+    common::assert_close("box vs direct mean", &b.narrow(2, 1, 30).narrow(3, 1, 30), &direct, 1e-12);
+    // TV lowers the total variation and keeps the mean (the ROF solution's mean is the data's).
+    let t = filters::total_variation(&x, 0.5, 60).unwrap();
+    assert!(total_variation(&t) < 0.5 * total_variation(&x));
+    let dm = (t.mean(Kind::Double) - x.mean(Kind::Double)).abs().double_value(&[]);
+    assert!(dm < 1e-9, "TV moved the mean by {dm}");
+}
+
+#[test]
+fn filters_reject_bad_arguments() {
+    let x = image(2, 8);
+    assert!(filters::gaussian(&x, -1.0).is_err());
+    assert!(filters::gaussian(&x, f64::NAN).is_err());
+    assert!(filters::median(&x, 4).is_err());
+    assert!(filters::box_mean(&x, 0).is_err());
+    assert!(filters::bilateral(&x, 0.0, 1.0).is_err());
+    assert!(filters::total_variation(&x, 0.1, 0).is_err());
+    assert!(filters::gaussian(&x.view([8, 8]), 1.0).is_err(), "2-D input must be refused");
+    assert!(filters::median(&x.to_kind(Kind::Int64), 3).is_err(), "integer input must be refused");
+}
+
+/// A 128 px phantom: (low dose scan, noise-free reference), HU.
+fn scan(dose: f64) -> (Tensor, Tensor) {
+    let hu = phantom::phantom(5, 128);
+    let params = ScanParams { dose, views: 720, pixel_mm: 2.8, seed: Some(11), ..ScanParams::default() };
+    simulate::simulate_pair(&hu, &params).unwrap()
+}
+
+fn measured(d: &Degradation, low: &Tensor, clean: &Tensor) -> Measured {
+    let x = degrade::apply(d, low, clean, 3).unwrap();
+    degrade::measure(d, &x, low, clean).unwrap()
+}
+
+#[test]
+fn the_scan_itself_keeps_its_dose_label() {
+    let _g = tch::no_grad_guard();
+    let (low, clean) = scan(0.25);
+    let m = measured(&Degradation::None, &low, &clean);
+    println!("{m:?}");
+    assert!((m.noise_ratio - 1.0).abs() < 1e-12 && m.edge_sigma == 0.0 && m.texture_octaves.abs() < 1e-12);
+    let label = degrade::perceptual_label(0.25, 720, 720, &m);
+    assert!((label - quality_label(0.25, 720, 720)).abs() < 1e-12);
+}
+
+#[test]
+fn gaussian_blur_is_measured_as_its_sigma_and_labelled_worse_as_it_grows() {
+    let _g = tch::no_grad_guard();
+    let (low, clean) = scan(1.0);
+    let mut last = f64::INFINITY;
+    for sigma in [0.5, 1.0, 1.5, 2.0, 3.0] {
+        let m = measured(&Degradation::Gaussian { sigma }, &low, &clean);
+        let label = degrade::perceptual_label(1.0, 720, 720, &m);
+        println!("sigma {sigma}: {m:?} label {label:.3}");
+        // A linear filter's edge response does not depend on the noise (subtracted exactly): the fit
+        // of the sampled Gaussian-blurred step is within its 0.02 px grid and the sampling of the taps.
+        assert!((m.edge_sigma - sigma).abs() < 0.1, "edge sigma {} for blur {sigma}", m.edge_sigma);
+        assert!(m.noise_ratio < 1.0 && m.texture_octaves < 0.0);
+        assert!(label < last, "label must fall with sigma: {label} after {last}");
+        last = label;
+    }
+}
+
+#[test]
+fn denoising_a_low_dose_scan_gains_and_texture_replacement_loses() {
+    let _g = tch::no_grad_guard();
+    let (low, clean) = scan(0.1);
+    let base = quality_label(0.1, 720, 720);
+    for d in
+        [Degradation::Gaussian { sigma: 1.0 }, Degradation::Box { size: 3 }, Degradation::Median { size: 3 }]
+    {
+        let m = measured(&d, &low, &clean);
+        let label = degrade::perceptual_label(0.1, 720, 720, &m);
+        println!("{d:?}: {m:?} label {label:.3} (scan {base:.3})");
+        assert!(label > base && label < 4.0, "{d:?}: {label} vs scan {base}");
+    }
+    let white = measured(&Degradation::WhiteNoise { level: 1.0 }, &low, &clean);
+    let blotchy = measured(&Degradation::BlotchyNoise { level: 1.0, grain: 2.0 }, &low, &clean);
+    println!("white {white:?}\nblotchy {blotchy:?}");
+    // Same rms within the sampling error of the body's pixels (thousands of them).
+    assert!((white.noise_ratio - 1.0).abs() < 0.05 && (blotchy.noise_ratio - 1.0).abs() < 0.05);
+    assert!(blotchy.texture_octaves < -1.0, "blotchy noise must be lower in frequency");
+    let lw = degrade::perceptual_label(0.1, 720, 720, &white);
+    let lb = degrade::perceptual_label(0.1, 720, 720, &blotchy);
+    assert!(lb < lw.min(base) && lw <= base + 1e-12, "labels: white {lw}, blotchy {lb}, scan {base}");
+}
+
+#[test]
+fn degradations_reject_mismatched_images() {
+    let a = Tensor::zeros([8, 8], (Kind::Float, Device::Cpu));
+    let b = Tensor::zeros([8, 9], (Kind::Float, Device::Cpu));
+    assert!(degrade::apply(&Degradation::None, &a, &b, 0).is_err());
+    assert!(degrade::apply(&Degradation::WhiteNoise { level: f64::NAN }, &a, &a, 0).is_err());
+    assert!(degrade::apply(&Degradation::Median { size: 2 }, &a, &a, 0).is_err());
+}
+
+#[test]
+fn order_pairs_pair_only_eligible_images_and_degrade_them() {
+    let x = Tensor::rand([3, 1, 16, 16], (Kind::Float, Device::Cpu));
+    let y = Tensor::from_slice(&[1.0f32, 3.5, 4.0]);
+    let blur = OrderPairs { kinds: vec![OrderKind::Blur], weight: 1.0, min_label: 3.0 };
+    let (worse, which) = blur.degrade(&x, &y, 1.0, &mut Rng::new(1)).unwrap().unwrap();
+    assert_eq!(Vec::<i64>::try_from(which).unwrap(), vec![1, 2], "blur pairs only labels >= 3");
+    assert_eq!(worse.size(), vec![2, 1, 16, 16]);
+    let smoother = worse.std(true).double_value(&[]) < x.narrow(0, 1, 2).std(true).double_value(&[]);
+    assert!(smoother, "blurred copies must vary less");
+    let low = Tensor::from_slice(&[0.5f32, 1.0, 2.0]);
+    assert!(blur.degrade(&x, &low, 1.0, &mut Rng::new(1)).unwrap().is_none());
+    let noise = OrderPairs { kinds: vec![OrderKind::Noise, OrderKind::Texture], weight: 1.0, min_label: 3.0 };
+    let (worse, which) = noise.degrade(&x, &low, 1.0, &mut Rng::new(2)).unwrap().unwrap();
+    assert_eq!(which.size(), vec![3], "noise pairs any image");
+    assert!(common::max_abs_diff(&worse, &x) > 1e-3);
+    // Seeded: the same draws again.
+    let (again, _) = noise.degrade(&x, &low, 1.0, &mut Rng::new(2)).unwrap().unwrap();
+    assert_eq!(common::max_abs_diff(&worse, &again), 0.0);
+    assert!(OrderPairs { kinds: vec![], weight: 1.0, min_label: 3.0 }.validate().is_err());
+    assert!(OrderPairs { kinds: vec![OrderKind::Blur], weight: 0.0, min_label: 3.0 }.validate().is_err());
+    assert!("sharpen".parse::<OrderKind>().is_err());
+}
