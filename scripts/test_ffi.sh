@@ -2,7 +2,7 @@
 # Builds libldctq (shared and static) and checks it from C, C++ and Python:
 #  1. include/ldctq.h alone as C99/C11 -pedantic -Werror and as C++17; ldctq.hpp included by two
 #     C++ translation units (no non-inline definitions);
-#  2. an install-like prefix under $TARGET/ffi-test (lib/libldctq.so.0.1.0 + soname links,
+#  2. an install-like prefix under $TARGET/ffi-test (lib/libldctq.so.1.0.0 + soname links,
 #     libldctq.a, include/, lib/pkgconfig/ldctq.pc) that the C++ example finds with pkg-config;
 #  3. a few generated images scored by `ldctq score --format csv` (the reference);
 #  4. examples/cpp: same scores (1e-6), gradients vs finite differences, gradient ascent;
@@ -31,9 +31,10 @@ step "build libldctq (cdylib + staticlib) and the ldctq CLI"
 "$CARGO" build -p ldctq -p ldctq-ffi
 rm -rf "$OUT" && mkdir -p "$OUT"/{lib/pkgconfig,include,bin,images,scratch}
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
-cp "$TARGET/debug/libldctq.so" "$OUT/lib/libldctq.so.$VERSION"
-ln -s "libldctq.so.$VERSION" "$OUT/lib/libldctq.so.0"
-ln -s libldctq.so.0 "$OUT/lib/libldctq.so"
+# The soname is libldctq.so.<C ABI major> (ffi/build.rs).
+cp "$TARGET/debug/libldctq.so" "$OUT/lib/libldctq.so.1.0.0"
+ln -s libldctq.so.1.0.0 "$OUT/lib/libldctq.so.1"
+ln -s libldctq.so.1 "$OUT/lib/libldctq.so"
 cp "$TARGET/debug/libldctq.a" "$OUT/lib/"
 cp include/ldctq.h include/ldctq.hpp include/dlpack.h "$OUT/include/"
 TORCH_LIB=$(readelf -d "$OUT/lib/libldctq.so" | sed -n 's/.*RUNPATH.*\[\(.*\)\].*/\1/p')
@@ -51,7 +52,7 @@ Libs: -L\${libdir} -Wl,-rpath,\${libdir} -lldctq
 Libs.private: -L\${torchlibdir} -Wl,-rpath,\${torchlibdir} -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 -Wl,--as-needed -lstdc++ -lm -ldl -lpthread -lgcc_s
 EOF
 export PKG_CONFIG_PATH=$OUT/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
-readelf -d "$OUT/lib/libldctq.so" | grep -q 'SONAME.*libldctq.so.0' && ok "soname libldctq.so.0" || fail "soname"
+readelf -d "$OUT/lib/libldctq.so" | grep -q 'SONAME.*libldctq.so.1' && ok "soname libldctq.so.1" || fail "soname"
 [ "$(pkg-config --modversion ldctq)" = "$VERSION" ] && ok "pkg-config finds ldctq $VERSION" || fail "pkg-config"
 
 step "headers compile alone"
@@ -105,7 +106,7 @@ fi
 compare_csv "$OUT/cpp.csv" && ok "C++ scores == ldctq score (1e-6)" || fail "C++ scores"
 
 step "Python (examples/python: numpy, ctypes DLPack, autograd)"
-if LDCTQ_LIBRARY=$OUT/lib/libldctq.so.0 PYTHONPATH=examples/python \
+if LDCTQ_LIBRARY=$OUT/lib/libldctq.so.1 PYTHONPATH=examples/python \
     "$PYTHON" examples/python/check_ldctq_ffi.py --model "$MODEL" --reference "$OUT/reference.csv" "${IMAGES[@]}"; then
     ok "Python checks"
 else
