@@ -5,11 +5,14 @@
 #  2. include/ldctq.h alone as C99/C11 -pedantic -Werror and as C++17; ldctq.hpp included by two
 #     C++ translation units (no non-inline definitions);
 #  3. a few generated images scored by `ldctq score --format csv` (the reference);
-#  4. examples/cpp built with CMake (find_package(ldctq), ldctq::ldctq) and run: same scores
+#  4. tests/c/abi.c: the whole C ABI through the installed header (-Werror), linked to the shared
+#     library (statuses, NULLs, outputs untouched on failure, info, prompts, DLPack views, the
+#     float64 VJP against central differences, checkpointing, threads);
+#  5. examples/cpp built with CMake (find_package(ldctq), ldctq::ldctq) and run: same scores
 #     (1e-6), gradients vs finite differences, gradient ascent; again with ldctq::ldctq_static; and
 #     built with its Makefile (pkg-config);
-#  5. examples/python: numpy and DLPack scores (1e-6), torch.autograd.gradcheck;
-#  6. tests/c/bad_input.c, linked to the shared library, then under valgrind (definite leaks and
+#  6. examples/python: numpy and DLPack scores (1e-6), torch.autograd.gradcheck;
+#  7. tests/c/bad_input.c, linked to the shared library, then under valgrind (definite leaks and
 #     memory errors fail; libtorch's "possibly lost" blocks at exit are not counted), and linked
 #     to the static library.
 # Every program runs without LD_LIBRARY_PATH.
@@ -104,6 +107,16 @@ print(f"max |score - ldctq score| = {worst:.2e} over {len(ref)} images")
 sys.exit(0 if worst <= 1e-6 else 1)
 EOF
 }
+
+step "C ABI through the installed header (tests/c/abi.c)"
+if gcc -std=c11 "${STRICT[@]}" -g -pthread $(pkg-config --cflags ldctq) tests/c/abi.c -o "$OUT/bin/abi" \
+    $(pkg-config --libs ldctq) -lm; then
+    mkdir -p "$OUT/scratch/abi"
+    run "$OUT/bin/abi" "$MODEL" "$OUT/scratch/abi" "$VERSION" >"$OUT/abi.log" 2>&1 && ok "C ABI: $(tail -n1 "$OUT/abi.log")" \
+        || { grep -E "^FAIL|passed" "$OUT/abi.log"; fail "C ABI (see $OUT/abi.log)"; }
+else
+    fail "tests/c/abi.c does not compile against the installed ldctq.h"
+fi
 
 step "C++ example with CMake (find_package(ldctq): ldctq::ldctq, ldctq::ldctq_static)"
 # cmake_example DIR EXTRA_ARGS...: configure and build examples/cpp against the prefix, -Werror.
