@@ -1,5 +1,6 @@
-# ldctq: `make demo` runs the main job, `make test` the test suite. Both set up what they need:
-# a cached virtualenv with torch==2.11.0 (libtorch for tch) under ~/.cache/ldctq, linked as .venv.
+# ldctq: `make demo` runs the main job, `make test` the test suite, `make install PREFIX=DIR` installs
+# the C library. All set up what they need: a cached virtualenv with torch==2.11.0 (libtorch for
+# tch) under ~/.cache/ldctq, linked as .venv.
 SHELL := /bin/bash
 export VIRTUAL_ENV := $(CURDIR)/.venv
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
@@ -8,7 +9,7 @@ export LDCTQ_PYTHON := $(CURDIR)/.venv/bin/python
 CARGO ?= cargo
 LDCTQ := target/debug/ldctq
 
-.PHONY: setup build test demo fixtures bench lint
+.PHONY: setup build test demo fixtures bench lint install
 
 setup:
 	@venv=$$(bash scripts/setup.sh) && ln -sfn "$$venv" .venv
@@ -28,6 +29,13 @@ lint: setup
 	$(CARGO) clippy -p ldctq --no-default-features --lib -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p ldctq
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p ldctq-ffi
+
+# libldctq for C and C++ users (scripts/install.sh): the shared and static library, the headers,
+# ldctq.pc and the CMake package (find_package(ldctq); ldctq::ldctq, ldctq::ldctq_static).
+PROFILE ?= release
+install: setup
+	@[ -n "$(PREFIX)" ] || { echo "usage: make install PREFIX=DIR [PROFILE=release|debug]" >&2; exit 2; }
+	bash scripts/install.sh "$(PREFIX)" "$(PROFILE)"
 
 demo: build
 	bash scripts/demo.sh

@@ -1,6 +1,7 @@
 /*
  * ldctq.h: C ABI of ldctq, a differentiable no-reference quality criterion for low-dose CT
- * (MedSigLIP vision tower + prompt FiLM, on libtorch). Link with -lldctq (pkg-config: ldctq).
+ * (MedSigLIP vision tower + prompt FiLM, on libtorch). Link with -lldctq (pkg-config: ldctq;
+ * CMake: find_package(ldctq), target ldctq::ldctq); `make install PREFIX=...` installs both.
  * SPDX-License-Identifier: MIT OR Apache-2.0
  *
  * Conventions
@@ -11,6 +12,8 @@
  *   written). Every pointer argument is
  *   checked for NULL (LDCTQ_STATUS_NULL_ARGUMENT) unless documented as optional.
  * - No Rust panic or C++ exception crosses this boundary: they come back as a status.
+ * - Each function's "# Safety" paragraph says what its pointer arguments must point to; the
+ *   library checks them for NULL but cannot check the rest (breaking it is undefined behaviour).
  *
  * Memory and ownership
  * - Models are created only by ldctq_model_open and released only by ldctq_model_free (which
@@ -55,6 +58,7 @@
 #include "dlpack.h"
 
 // Major version of the C ABI: changes when a function, struct or enum value changes incompatibly.
+// The soname is `libldctq.so.<major>` (ffi/build.rs reads this constant from ffi/src/lib.rs).
 #define LDCTQ_ABI_VERSION_MAJOR 1
 
 // Minor version of the C ABI: grows when functions, struct fields (at the end) or status codes are
@@ -206,7 +210,9 @@ extern "C" {
 // check `ldctq_abi_version() >> 16 == M` (the C++ wrapper does).
 uint32_t ldctq_abi_version(void);
 
-// Library version, e.g. "ldctq 0.1.0 (C ABI 1.0; tch 0.24.0)". Static; never NULL.
+// Library version, e.g. "ldctq 0.1.0 (C ABI 1.0; tch 0.24.0; libtorch 2.11.0+cu130)": the package,
+// the C ABI (`LDCTQ_ABI_VERSION_MAJOR.MINOR`), and the tch and libtorch it was built with.
+// Static; never NULL.
 const char *ldctq_version_string(void);
 
 // Static description of a status code ("unknown status" for numbers this version does not know).
@@ -222,38 +228,71 @@ const char *ldctq_last_error_message(void);
 int32_t ldctq_cuda_device_count(void);
 
 // Fills `options` with the defaults and its `struct_size`. NULL is ignored.
+//
+// # Safety
+// `options` is NULL or points to writable memory for one `ldctq_model_options` as declared in this
+// header.
 void ldctq_model_options_init(struct ldctq_model_options *options);
 
 // Loads the model folder `path` (UTF-8: `ldctq.json`, `head.safetensors`, its backbone; or an
 // ensemble folder with `ensemble.json`, scoring the mean of its members) with
 // `options` (NULL: defaults) and stores a new handle in `*model_out`, to be released with
 // `ldctq_model_free`.
+//
+// # Safety
+// `path` is NULL or a NUL-terminated string. `options` is NULL or points to readable memory of
+// `options->struct_size` bytes (an `ldctq_model_options`, e.g. filled by
+// `ldctq_model_options_init`) whose `prompt` is NULL or a NUL-terminated string. `model_out` is
+// NULL or writable for one pointer. None of them is modified by another thread during the call.
 ldctq_status ldctq_model_open(const char *path,
                               const struct ldctq_model_options *options,
                               struct ldctq_model **model_out);
 
-// Releases a model. NULL is ignored. No call may be running on it.
+// Releases a model. NULL is ignored.
+//
+// # Safety
+// `model` is NULL or a handle from `ldctq_model_open` that was not freed yet. No call on it may be
+// running on another thread, and the handle must not be used afterwards.
 void ldctq_model_free(struct ldctq_model *model);
 
 // Writes what `model` computes and expects into `*info_out`, whose `struct_size` the caller sets.
+//
+// # Safety
+// `model` is NULL or a live handle (from `ldctq_model_open`, not freed). `info_out` is NULL or
+// points to writable memory of `info_out->struct_size` bytes whose `struct_size` field is set.
+// Any thread.
 ldctq_status ldctq_model_get_info(const struct ldctq_model *model,
                                   struct ldctq_model_info *info_out);
 
 // Replaces the prompt (UTF-8). The frozen text tower runs once per new prompt, and the FiLM
 // parameters are recomputed once, at the next score.
+//
+// # Safety
+// `model` is NULL or a live handle; `prompt` is NULL or a NUL-terminated string. Any thread.
 ldctq_status ldctq_set_prompt(struct ldctq_model *model, const char *prompt);
 
 // Sets the FiLM strength s (finite; 0 disables the prompt).
+//
+// # Safety
+// `model` is NULL or a live handle. Any thread.
 ldctq_status ldctq_set_film_strength(struct ldctq_model *model, double film_strength);
 
 // Activation checkpointing for the gradient functions: the encoder keeps one tensor per segment of
 // `layers_per_segment` layers and recomputes each segment during the backward pass, bounding peak
 // memory for about one extra forward pass. 0 (the default) turns it off.
+//
+// # Safety
+// `model` is NULL or a live handle. Any thread.
 ldctq_status ldctq_set_activation_checkpointing(struct ldctq_model *model,
                                                 uint32_t layers_per_segment);
 
 // Scores of `n` images of `h` x `w` float32 pixels (contiguous, row-major, in the model's input
 // space; any size, resized to the model's) into `scores_out[n]` (doubles in [0, 4]).
+//
+// # Safety
+// `model` is NULL or a live handle. `images` is NULL or readable for `n * h * w` floats, and
+// `scores_out` NULL or writable for `n` doubles; the two do not overlap, and no other thread
+// writes them during the call. Any thread.
 ldctq_status ldctq_score(struct ldctq_model *model,
                          const float *images,
                          size_t n,
@@ -265,6 +304,12 @@ ldctq_status ldctq_score(struct ldctq_model *model,
 // `grad_out = d(sum_i upstream[i] * score_i) / d images` (into `grad_out[n * h * w]`, float32) of
 // `n` images as in `ldctq_score`. `upstream` has `n` values, NULL meaning all ones: pass
 // e.g. -1/n to get the gradient of the mean loss `4 - score`.
+//
+// # Safety
+// `model` is NULL or a live handle. `images` is NULL or readable for `n * h * w` floats;
+// `upstream` NULL or readable for `n` doubles; `scores_out` NULL or writable for `n` doubles;
+// `grad_out` NULL or writable for `n * h * w` floats. The outputs overlap no other argument, and no
+// other thread writes these buffers during the call. Any thread.
 ldctq_status ldctq_score_grad(struct ldctq_model *model,
                               const float *images,
                               size_t n,
@@ -278,6 +323,13 @@ ldctq_status ldctq_score_grad(struct ldctq_model *model,
 // float64; any non-negative strides; CPU, CUDA host, CUDA or CUDA managed memory) into the host
 // array `scores_out[n]`, where `n` must equal N. Memory on the model's device is read in place;
 // other memory is copied there.
+//
+// # Safety
+// `model` is NULL or a live handle. `images` is NULL or points to a DLTensor whose `shape` (and
+// `strides`, unless NULL) hold `ndim` values and whose `data` (plus `byte_offset`) is readable,
+// on its device, at every element the shape and strides reach. `scores_out` is NULL or writable
+// for `n` doubles of host memory. No other thread writes any of them during the call; on CUDA the
+// data is ready (see the preamble). Any thread.
 ldctq_status ldctq_score_dlpack(struct ldctq_model *model,
                                 const DLTensor *images,
                                 size_t n,
@@ -288,6 +340,13 @@ ldctq_status ldctq_score_dlpack(struct ldctq_model *model,
 // may be NULL. `grad_out`: caller-allocated DLTensor of the images' shape, float16, bfloat16,
 // float32 or float64, any non-overlapping strides, on any supported device (normally the images'):
 // fully overwritten on success, converted to its dtype.
+//
+// # Safety
+// `model` is NULL or a live handle. `images` as in `ldctq_score_dlpack`. `grad_out` is NULL or a
+// DLTensor of the same kind whose data is writable at every element it reaches and overlaps
+// neither the images nor the host arrays. `upstream` is NULL or readable for `n` doubles,
+// `scores_out` NULL or writable for `n` doubles (host memory). No other thread writes any of them
+// during the call. Any thread.
 ldctq_status ldctq_score_grad_dlpack(struct ldctq_model *model,
                                      const DLTensor *images,
                                      const double *upstream,

@@ -7,7 +7,7 @@
     loss = (4 - ldctq_ffi.quality_score(model, x)).mean()        # differentiable, x: (N, H, W) tensor
     loss.backward()
 
-The library is found from `path=`, else $LDCTQ_LIBRARY, else the loader's search path (libldctq.so.0).
+The library is found from `path=`, else $LDCTQ_LIBRARY, else the loader's search path (libldctq.so.1).
 Torch tensors cross as DLPack views (no copy when they are on the model's device). Calls release the
 GIL (ctypes does); calls on one model are serialized by the library.
 """
@@ -105,7 +105,7 @@ def load_library(path=None):
     global _lib
     if _lib is not None:
         return _lib
-    lib = ctypes.CDLL(path or os.environ.get("LDCTQ_LIBRARY", "libldctq.so.0"))
+    lib = ctypes.CDLL(path or os.environ.get("LDCTQ_LIBRARY", "libldctq.so.1"))
     sigs = {
         "ldctq_abi_version": ([], c_uint32),
         "ldctq_version_string": ([], c_char_p),

@@ -110,9 +110,12 @@ fn overlaps(shape: &[i64], strides: &[i64]) -> bool {
 /// `writable`: the view will be written, so its elements must not overlap.
 ///
 /// # Safety
-/// `t` must point to a valid DLTensor whose memory stays valid for the tensor's lifetime.
+/// `t` must be NULL or point to a valid DLTensor: `shape` (and `strides`, unless NULL) hold `ndim`
+/// values, and `data` plus `byte_offset` is valid on its device at every element they reach (for
+/// writes too when `writable`), for as long as the returned tensor lives.
 pub unsafe fn tensor_view(t: *const DLTensor, name: &str, writable: bool) -> FfiResult<Tensor> {
-    let t = super::error::non_null(t, name)?;
+    // SAFETY: t is NULL (an error) or a valid DLTensor for the view's lifetime (contract above).
+    let t = unsafe { super::error::non_null(t, name) }?;
     if t.shape.is_null() {
         return Err(FfiError::null(&format!("{name}->shape")));
     }
@@ -123,10 +126,13 @@ pub unsafe fn tensor_view(t: *const DLTensor, name: &str, writable: bool) -> Ffi
         )));
     }
     let ndim = t.ndim as usize;
-    // SAFETY: the caller guarantees that shape (and strides when not NULL) hold ndim values.
-    let shape = std::slice::from_raw_parts(t.shape, ndim).to_vec();
-    let strides =
-        if t.strides.is_null() { None } else { Some(std::slice::from_raw_parts(t.strides, ndim).to_vec()) };
+    // SAFETY: shape is not NULL and holds ndim (3 or 4) values, as a valid DLTensor's does.
+    let shape = unsafe { std::slice::from_raw_parts(t.shape, ndim) }.to_vec();
+    let strides = match t.strides.is_null() {
+        true => None,
+        // SAFETY: strides is not NULL, so it holds ndim values, as a valid DLTensor's does.
+        false => Some(unsafe { std::slice::from_raw_parts(t.strides, ndim) }.to_vec()),
+    };
     if shape.iter().any(|&d| d <= 0) || (ndim == 4 && shape[1] != 1) {
         return Err(FfiError::shape(format!(
             "{name}: shape {shape:?} (expected N x H x W or N x 1 x H x W, all > 0)"
@@ -162,5 +168,8 @@ pub unsafe fn tensor_view(t: *const DLTensor, name: &str, writable: bool) -> Ffi
     // Device pointers are plain addresses here: offset them without dereferencing.
     let data = (t.data as *const u8).wrapping_add(t.byte_offset as usize);
     let st = strides.unwrap_or_default(); // empty: libtorch makes a contiguous view
-    Ok(Tensor::f_from_blob(data, &shape, &st, kind, device)?)
+                                          // SAFETY: data (with byte_offset) is valid on `device` at every element shape and strides reach
+                                          // (contract above; the extent was checked to fit in memory), and the caller drops the tensor
+                                          // before that memory goes away. libtorch neither frees nor resizes memory it does not own.
+    Ok(unsafe { Tensor::f_from_blob(data, &shape, &st, kind, device) }?)
 }

@@ -190,15 +190,8 @@ pub fn ffi_boundary_void(body: impl FnOnce()) {
 /// # Safety
 /// `p` must be NULL or valid for reads for the returned lifetime.
 pub unsafe fn non_null<'a, T>(p: *const T, name: &str) -> FfiResult<&'a T> {
-    p.as_ref().ok_or_else(|| FfiError::null(name))
-}
-
-/// `&mut *p`, or `LDCTQ_STATUS_NULL_ARGUMENT` naming the argument.
-///
-/// # Safety
-/// `p` must be NULL or valid for writes for the returned lifetime.
-pub unsafe fn non_null_mut<'a, T>(p: *mut T, name: &str) -> FfiResult<&'a mut T> {
-    p.as_mut().ok_or_else(|| FfiError::null(name))
+    // SAFETY: p is NULL (None) or valid for reads for 'a (contract above).
+    unsafe { p.as_ref() }.ok_or_else(|| FfiError::null(name))
 }
 
 /// A NUL-terminated UTF-8 string argument.
@@ -209,16 +202,7 @@ pub unsafe fn utf8_arg<'a>(p: *const c_char, name: &str) -> FfiResult<&'a str> {
     if p.is_null() {
         return Err(FfiError::null(name));
     }
-    CStr::from_ptr(p).to_str().map_err(|e| FfiError::new(ldctq_status::InvalidUtf8, format!("{name}: {e}")))
-}
-
-/// A caller's array of `len` values, or `LDCTQ_STATUS_NULL_ARGUMENT`.
-///
-/// # Safety
-/// `p` must be NULL or valid for `len` reads.
-pub unsafe fn slice_arg<'a, T>(p: *const T, len: usize, name: &str) -> FfiResult<&'a [T]> {
-    if p.is_null() {
-        return Err(FfiError::null(name));
-    }
-    Ok(std::slice::from_raw_parts(p, len))
+    // SAFETY: p is not NULL, so a NUL-terminated string valid for 'a (contract above).
+    let s = unsafe { CStr::from_ptr(p) };
+    s.to_str().map_err(|e| FfiError::new(ldctq_status::InvalidUtf8, format!("{name}: {e}")))
 }
