@@ -34,7 +34,7 @@ out = Path(sys.argv[1])
 meta = {m["file"]: m for m in json.loads((out / "series/meta.json").read_text())}
 rows = list(csv.DictReader(open(out / "bench/per_image.csv")))
 for r in rows:
-    r["series"] = meta[r["file"]]["series"]
+    r["series"] = meta[Path(r["file"]).name]["series"]
 s = lambda r, m: float(r[f"score_{m}"])
 series = {}
 for r in rows:

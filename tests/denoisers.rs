@@ -174,7 +174,12 @@ fn spec_parsing() {
     );
     assert_eq!(p("libg.so").default_name(), "g");
     assert_eq!(p("models/cnn.pt").kind, SpecKind::TorchScript { path: "models/cnn.pt".into() });
-    for bad in ["", "bilateral", "gaussian:{sigma}", "gaussian:[1]", "cnn.pt:{}"] {
+    // Every built-in the table runs is a built-in to the parser too.
+    for name in ldctq::denoise::builtin::names() {
+        assert_eq!(p(name).kind, SpecKind::Builtin { name: name.into(), config: None });
+    }
+    assert!(ldctq::denoise::builtin::names().count() >= 6);
+    for bad in ["", "nlm", "gaussian:{sigma}", "gaussian:[1]", "cnn.pt:{}"] {
         let e = DenoiserSpec::parse(bad).err().unwrap_or_else(|| panic!("{bad:?} should not parse"));
         assert_eq!(e.kind, ErrorKind::Spec, "{bad}: {e}");
     }

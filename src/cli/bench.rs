@@ -20,7 +20,7 @@ pub struct Args {
     /// (e.g. a DICOM series); scores are not needed here.
     #[arg(long)]
     data: PathBuf,
-    /// A denoiser (repeatable): a built-in (identity, gaussian, median) with an optional JSON config
+    /// A denoiser (repeatable): a built-in (identity, gaussian, median, box, bilateral, tv) with an optional JSON config
     /// (`gaussian:{"sigma":1.5}`), a C plugin `path/lib.so[:JSON]`, or a TorchScript module `model.pt`;
     /// `LABEL=SPEC` names it in the reports.
     #[arg(long = "denoiser", value_name = "SPEC")]

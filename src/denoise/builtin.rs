@@ -19,6 +19,11 @@ const BUILTINS: [(&str, &[(&str, f64)]); 6] = [
     ("tv", &[("weight", 0.05), ("iters", 50.0)]),
 ];
 
+/// The built-ins' names.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    BUILTINS.iter().map(|(n, _)| *n)
+}
+
 /// The built-in `name` with an optional JSON object `config`.
 pub fn from_name(name: &str, config: Option<&str>) -> Result<Box<dyn Denoiser>, DenoiseError> {
     let who = format!("builtin {name}");
@@ -31,7 +36,7 @@ pub fn from_name(name: &str, config: Option<&str>) -> Result<Box<dyn Denoiser>, 
         },
     };
     let Some((name, keys)) = BUILTINS.iter().find(|(n, _)| *n == name) else {
-        let known: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
+        let known: Vec<&str> = names().collect();
         return Err(DenoiseError::new(
             who,
             ErrorKind::Spec,

@@ -222,8 +222,6 @@ pub struct DenoiserSpec {
     pub kind: SpecKind,
 }
 
-/// The built-in denoisers' names.
-pub const BUILTINS: [&str; 3] = ["identity", "gaussian", "median"];
 
 fn is_plugin_path(s: &str) -> bool {
     let lower = s.to_ascii_lowercase();
@@ -279,13 +277,13 @@ impl DenoiserSpec {
             SpecKind::TorchScript { path: PathBuf::from(head) }
         } else if is_plugin_path(head) {
             SpecKind::Plugin { path: PathBuf::from(head), config }
-        } else if BUILTINS.contains(&head) {
+        } else if builtin::names().any(|n| n == head) {
             SpecKind::Builtin { name: head.to_string(), config }
         } else {
             return Err(bad(format!(
                 "{head:?} is not a built-in ({}), a plugin (.so, .dylib, .dll or a path with '/') \
                  or a TorchScript module (.pt)",
-                BUILTINS.join(", ")
+                builtin::names().collect::<Vec<_>>().join(", ")
             )));
         };
         Ok(Self { text: text.to_string(), label, kind })
