@@ -28,9 +28,6 @@ pub enum Error {
     /// An evaluation metric is undefined for the given data.
     #[error(transparent)]
     Metric(#[from] crate::metrics::MetricError),
-    /// A bad `ldctq audit` argument or data set (epsilon, steps, sigmas, missing references, ...).
-    #[error(transparent)]
-    Audit(#[from] crate::audit::AuditError),
     /// A long run was stopped on request; its last checkpoint is on disk.
     #[error("interrupted: {0}")]
     Interrupted(String),

@@ -69,7 +69,7 @@ fn sim_batch(limit: i64) -> (Tensor, Tensor) {
     (Tensor::stack(&low, 0).unsqueeze(1), Tensor::stack(&refs, 0).unsqueeze(1))
 }
 
-fn no_steps() -> impl FnMut(usize, &Tensor, &[f64]) -> ldctq::Result<()> {
+fn no_steps() -> impl FnMut(usize, &Tensor, &[f64]) -> audit::Result<()> {
     |_, _, _| Ok(())
 }
 
@@ -84,7 +84,7 @@ fn ascent_respects_the_budget_and_raises_the_score() {
     let _ = x.narrow(2, 8, 2).fill_(1.0);
     let a = Ascent { epsilon: 0.03, steps: 6, step_size: 0.0125 };
     let mut seen = 0;
-    let mut check = |k: usize, xk: &Tensor, scores: &[f64]| -> ldctq::Result<()> {
+    let mut check = |k: usize, xk: &Tensor, scores: &[f64]| -> audit::Result<()> {
         let linf = (xk - &x).abs().max().double_value(&[]);
         assert!(linf <= 0.03 + 1e-6, "step {k}: |x - x0| = {linf}");
         assert!(xk.min().double_value(&[]) >= 0.0 && xk.max().double_value(&[]) <= 1.0, "step {k}");
@@ -150,9 +150,9 @@ fn bad_arguments_are_typed_errors() {
     for e in [0.0, -0.1, f64::NAN, f64::INFINITY] {
         assert!(matches!(bad(AuditOptions { epsilon: e, ..Default::default() }), AuditError::Epsilon(_)), "{e}");
     }
-    assert_eq!(bad(AuditOptions { steps: 0, ..Default::default() }), AuditError::Steps);
+    assert!(matches!(bad(AuditOptions { steps: 0, ..Default::default() }), AuditError::Steps));
     assert!(matches!(bad(AuditOptions { step_size: Some(0.0), ..Default::default() }), AuditError::StepSize(_)));
-    assert_eq!(bad(AuditOptions { batch: 0, ..Default::default() }), AuditError::Batch);
+    assert!(matches!(bad(AuditOptions { batch: 0, ..Default::default() }), AuditError::Batch));
     for s in [vec![], vec![1.0, 0.5], vec![1.0, 1.0], vec![-1.0], vec![60.0], vec![f64::NAN]] {
         assert!(matches!(bad(AuditOptions { sigmas: s.clone(), ..Default::default() }), AuditError::Sigmas(_)), "{s:?}");
     }
@@ -164,11 +164,11 @@ fn bad_arguments_are_typed_errors() {
 
     let x = random_images(1, 16, 16, 1);
     let e = audit::ascend(&Toy::Mean, &x, &Ascent { epsilon: 0.0, steps: 1, step_size: 0.1 }, &mut no_steps());
-    assert!(matches!(e, Err(Error::Audit(AuditError::Epsilon(_)))));
+    assert!(matches!(e, Err(AuditError::Epsilon(_))));
     let e = audit::blur_curve(&Toy::Mean, &x, &[2.0, 1.0]);
-    assert!(matches!(e, Err(Error::Audit(AuditError::Sigmas(_)))));
+    assert!(matches!(e, Err(AuditError::Sigmas(_))));
     let e = audit::blur_curve(&Toy::Mean, &x.view([1, 16, 16]), &[1.0]);
-    assert!(matches!(e, Err(Error::InvalidInput(_))), "(N, H, W) is not (N, 1, H, W)");
+    assert!(matches!(e, Err(AuditError::Run(Error::InvalidInput(_)))), "(N, H, W) is not (N, 1, H, W)");
 
     // A set without reference/: every image lacks its reference.
     let dir = common::temp_dir("audit-norefs");
@@ -179,10 +179,10 @@ fn bad_arguments_are_typed_errors() {
     }
     let data = Dataset::open(&dir).unwrap();
     let e = audit::run(&Toy::Mean, &data, &AuditOptions::default(), Device::Cpu, &mut |_| {}).unwrap_err();
-    assert!(matches!(e, Error::Audit(AuditError::MissingReference { missing: 12, .. })), "{e}");
+    assert!(matches!(e, AuditError::MissingReference { missing: 12, .. }), "{e}");
     let o = AuditOptions { steps: 0, ..Default::default() };
     let e = audit::run(&Toy::Mean, &Dataset::open(&sim_set()).unwrap(), &o, Device::Cpu, &mut |_| {});
-    assert!(matches!(e, Err(Error::Audit(AuditError::Steps))));
+    assert!(matches!(e, Err(AuditError::Steps)));
 }
 
 /// A run on the simulated set: every record agrees with its pieces (budget, best iterate, sigma 0 and

@@ -119,7 +119,7 @@ pub fn map_error(e: &ldctq::Error) -> ldctq_status {
     match e {
         E::Config { .. } | E::Checkpoint { .. } | E::Tokenizer { .. } => ldctq_status::InvalidModel,
         E::NotFound(_) => ldctq_status::NotFound,
-        E::InvalidInput(_) | E::Metric(_) | E::Audit(_) => ldctq_status::InvalidArgument,
+        E::InvalidInput(_) | E::Metric(_) => ldctq_status::InvalidArgument,
         E::Unsupported(_) => ldctq_status::Unsupported,
         // Only long training runs stop on request; nothing in this ABI can be interrupted.
         E::Interrupted(_) => ldctq_status::Backend,

@@ -1,7 +1,8 @@
 //! Projected gradient ascent on the score within an L-infinity ball.
 use super::AuditError;
 use crate::criterion::QualityCriterion;
-use crate::error::{Error, Result};
+use super::Result;
+use crate::error::Error;
 use crate::window::{Space, Window};
 use tch::{Kind, Tensor};
 
@@ -81,7 +82,7 @@ pub fn ascend(
         return Err(Error::InvalidInput(format!(
             "ascent: expected (N, 1, H, W) float images, got {:?} {size:?}",
             images.kind()
-        )));
+        )).into());
     }
     let x0 = images.f_detach()?.f_clamp(0.0, 1.0)?;
     let lo = x0.f_sub_scalar(ascent.epsilon)?.f_clamp_min(0.0)?;

@@ -3,7 +3,8 @@ use super::ascent::score_unit;
 use super::{check_noise_levels, check_sigmas};
 use crate::criterion::QualityCriterion;
 use crate::degrade::{self, Degradation};
-use crate::error::{Error, Result};
+use super::Result;
+use crate::error::Error;
 use crate::filters;
 use crate::rng::Rng;
 use crate::window::Window;
@@ -15,7 +16,7 @@ fn check_images(x: &Tensor, what: &str) -> Result<()> {
         return Err(Error::InvalidInput(format!(
             "{what}: expected (N, 1, H, W) float images, got {:?} {size:?}",
             x.kind()
-        )));
+        )).into());
     }
     Ok(())
 }
@@ -66,7 +67,7 @@ pub fn noise_curve(
             low.size(),
             reference.size(),
             seeds.len()
-        )));
+        )).into());
     }
     let w = Window::LDCTIQA;
     let (low_hu, ref_hu) = (w.to_hu(&low.to_kind(Kind::Float))?, w.to_hu(&reference.to_kind(Kind::Float))?);

@@ -30,12 +30,13 @@ pub use curves::{blur_curve, noise_curve, NoiseCurve};
 pub use report::{summarize, summary_markdown, write_reports, CurvePoint, DoseRow, StepRow, Summary, Written};
 pub use run::run;
 
+use crate::error::Error;
 use crate::window::{Space, Window};
 use serde::Serialize;
 use std::path::PathBuf;
 
 /// A bad audit argument or data set.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("epsilon must be a finite number > 0 (an L-infinity budget in [0, 1] units), got {0}")]
     Epsilon(f64),
@@ -57,7 +58,25 @@ pub enum AuditError {
          image/, as `ldctq simulate` writes, or a manifest's reference column)"
     )]
     MissingReference { file: String, missing: usize },
+    /// Reading an image, scoring or measuring failed.
+    #[error(transparent)]
+    Run(#[from] Error),
 }
+
+impl From<tch::TchError> for AuditError {
+    fn from(e: tch::TchError) -> Self {
+        Self::Run(e.into())
+    }
+}
+
+impl From<crate::window::InvalidWindow> for AuditError {
+    fn from(e: crate::window::InvalidWindow) -> Self {
+        Self::Run(e.into())
+    }
+}
+
+/// `Result` with [`AuditError`].
+pub type Result<T, E = AuditError> = std::result::Result<T, E>;
 
 /// How an audit runs.
 #[derive(Debug, Clone, Serialize)]
@@ -105,7 +124,7 @@ impl Default for AuditOptions {
 
 impl AuditOptions {
     /// Checks every option.
-    pub fn validate(&self) -> Result<(), AuditError> {
+    pub fn validate(&self) -> Result<()> {
         self.ascent()?;
         check_sigmas(&self.sigmas)?;
         check_noise_levels(&self.noise_levels)?;
@@ -116,7 +135,7 @@ impl AuditOptions {
     }
 
     /// The ascent's settings, checked.
-    pub fn ascent(&self) -> Result<Ascent, AuditError> {
+    pub fn ascent(&self) -> Result<Ascent> {
         let step_size = self.step_size.unwrap_or(2.5 * self.epsilon / self.steps.max(1) as f64);
         let a = Ascent { epsilon: self.epsilon, steps: self.steps, step_size };
         a.validate()?;
@@ -125,12 +144,12 @@ impl AuditOptions {
 }
 
 /// Increasing (strictly), non-empty, each in [0, 50] (what [`crate::filters::gaussian`] takes).
-pub(crate) fn check_sigmas(sigmas: &[f64]) -> Result<(), AuditError> {
+pub(crate) fn check_sigmas(sigmas: &[f64]) -> Result<()> {
     check_increasing(sigmas, 50.0, "[0, 50]").map_err(AuditError::Sigmas)
 }
 
 /// Increasing (strictly), non-empty, each finite and >= 0.
-pub(crate) fn check_noise_levels(levels: &[f64]) -> Result<(), AuditError> {
+pub(crate) fn check_noise_levels(levels: &[f64]) -> Result<()> {
     check_increasing(levels, f64::MAX, "finite and >= 0").map_err(AuditError::NoiseLevels)
 }
 

@@ -1,7 +1,8 @@
 //! The means of an audit and its files: `summary.md`, `audit.json` and the plot `audit.png`/`.svg`.
 use super::AuditRun;
 use crate::bench::Estimate;
-use crate::error::{Error, Result};
+use super::Result;
+use crate::error::Error;
 use crate::metrics;
 use crate::rng::Rng;
 use serde::Serialize;

@@ -4,7 +4,8 @@ use super::curves::{blur_curve, image_seed, noise_curve};
 use super::{AuditError, AuditOptions, AuditRun, Event, ImageAudit};
 use crate::criterion::QualityCriterion;
 use crate::data::{load_frame, read_meta, Dataset, Sample};
-use crate::error::{Error, Result};
+use super::Result;
+use crate::error::Error;
 use crate::metrics::{hu_plus_1024, psnr, ssim, vif, VIF_NOISE_VARIANCE};
 use crate::window::{Space, Window};
 use std::time::Instant;
@@ -25,7 +26,7 @@ fn load_pair(s: &Sample, raw_as: Option<Space>) -> Result<(Tensor, Tensor)> {
             rp.display(),
             r.size(),
             x.size()
-        )));
+        )).into());
     }
     Ok((x, r))
 }
@@ -58,12 +59,12 @@ pub fn run(
     let start = Instant::now();
     let samples: &[Sample] = &data.samples[..opts.limit.unwrap_or(usize::MAX).min(data.samples.len())];
     if samples.is_empty() {
-        return Err(AuditError::NoImages(data.root.clone()).into());
+        return Err(AuditError::NoImages(data.root.clone()));
     }
     let relative = |s: &Sample| s.path.strip_prefix(&data.root).unwrap_or(&s.path).display().to_string();
     let missing: Vec<&Sample> = samples.iter().filter(|s| s.reference.is_none()).collect();
     if let Some(first) = missing.first() {
-        return Err(AuditError::MissingReference { file: relative(first), missing: missing.len() }.into());
+        return Err(AuditError::MissingReference { file: relative(first), missing: missing.len() });
     }
     let meta = read_meta(&data.root)?;
     let n = samples.len();
