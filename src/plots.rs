@@ -191,7 +191,9 @@ where
     let cols = panels.len().clamp(1, 2);
     let rows = panels.len().div_ceil(cols).max(1);
     for (cell, panel) in area.split_evenly((rows, cols)).iter().zip(panels) {
-        let points = || panel.lines.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
+        let points = || {
+            panel.lines.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite())
+        };
         if points().next().is_none() {
             continue;
         }
@@ -211,8 +213,8 @@ where
         mesh.draw()?;
         for (i, line) in panel.lines.iter().enumerate() {
             let c = color(i);
-            let drawn = chart.draw_series(LineSeries::new(line.points.clone(), c.stroke_width(2)))?;
             chart.draw_series(line.points.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
+            let drawn = chart.draw_series(LineSeries::new(line.points.clone(), c.stroke_width(2)))?;
             if text {
                 drawn
                     .label(&line.name)

@@ -43,12 +43,22 @@ impl QualityCriterion for Toy {
         let n = images.size()[0];
         let x = images.to_kind(Kind::Float).view([n, 1, images.size()[2], images.size()[3]]);
         let tv = || {
-            let dx = x.diff(1, -1, None::<Tensor>, None::<Tensor>).abs().mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
-            let dy = x.diff(1, -2, None::<Tensor>, None::<Tensor>).abs().mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
+            let dx = x.diff(1, -1, None::<Tensor>, None::<Tensor>).abs().mean_dim(
+                &[1i64, 2, 3][..],
+                false,
+                Kind::Float,
+            );
+            let dy = x.diff(1, -2, None::<Tensor>, None::<Tensor>).abs().mean_dim(
+                &[1i64, 2, 3][..],
+                false,
+                Kind::Float,
+            );
             dx + dy
         };
         let logit = match self {
-            Toy::Constant => return Ok(x.zeros_like().sum_dim_intlist(&[1i64, 2, 3][..], false, Kind::Float) + 2.0),
+            Toy::Constant => {
+                return Ok(x.zeros_like().sum_dim_intlist(&[1i64, 2, 3][..], false, Kind::Float) + 2.0)
+            }
             Toy::Mean => (x.mean_dim(&[1i64, 2, 3][..], false, Kind::Float) - 0.5) * 8.0,
             Toy::Sharpness => (tv() - 0.05) * 40.0,
             Toy::Smoothness => (tv() - 0.05) * -40.0,
@@ -59,7 +69,8 @@ impl QualityCriterion for Toy {
 
 fn sim_batch(limit: i64) -> (Tensor, Tensor) {
     let data = Dataset::open(&sim_set()).unwrap();
-    let read = |p: &std::path::Path| ldctq::data::load_frame(p, 0, None, Space::Unit, Window::LDCTIQA).unwrap();
+    let read =
+        |p: &std::path::Path| ldctq::data::load_frame(p, 0, None, Space::Unit, Window::LDCTIQA).unwrap();
     let mut low = Vec::new();
     let mut refs = Vec::new();
     for s in data.samples.iter().take(limit as usize) {
@@ -98,8 +109,18 @@ fn ascent_respects_the_budget_and_raises_the_score() {
     assert!(linf <= 0.03 + 1e-6 && linf > 0.01, "{linf}");
     let rescored = Vec::<f64>::try_from(model.score(&out.images).unwrap().to_kind(Kind::Double)).unwrap();
     for i in 0..3 {
-        assert!((rescored[i] - out.scores[i]).abs() < 1e-5, "image {i}: {} vs {}", rescored[i], out.scores[i]);
-        assert!(out.scores[i] > out.start_scores[i], "image {i}: {} -> {}", out.start_scores[i], out.scores[i]);
+        assert!(
+            (rescored[i] - out.scores[i]).abs() < 1e-5,
+            "image {i}: {} vs {}",
+            rescored[i],
+            out.scores[i]
+        );
+        assert!(
+            out.scores[i] > out.start_scores[i],
+            "image {i}: {} -> {}",
+            out.start_scores[i],
+            out.scores[i]
+        );
     }
 }
 
@@ -137,7 +158,11 @@ fn blur_and_noise_curves_measure_blur_and_noise() {
     for i in 0..4 {
         assert!(sharp[i].windows(2).all(|w| w[1] < w[0]), "sharpness vs blur, image {i}: {:?}", sharp[i]);
         assert!(smooth[i].windows(2).all(|w| w[1] > w[0]), "smoothness vs blur, image {i}: {:?}", smooth[i]);
-        assert!(noisy.scores[i].windows(2).all(|w| w[1] > w[0]), "sharpness vs noise {i}: {:?}", noisy.scores[i]);
+        assert!(
+            noisy.scores[i].windows(2).all(|w| w[1] > w[0]),
+            "sharpness vs noise {i}: {:?}",
+            noisy.scores[i]
+        );
         assert!((sharp[i][0] - own[i]).abs() < 1e-6 && (noisy.scores[i][0] - own[i]).abs() < 1e-6);
     }
 }
@@ -148,13 +173,22 @@ fn blur_and_noise_curves_measure_blur_and_noise() {
 fn bad_arguments_are_typed_errors() {
     let bad = |o: AuditOptions| o.validate().unwrap_err();
     for e in [0.0, -0.1, f64::NAN, f64::INFINITY] {
-        assert!(matches!(bad(AuditOptions { epsilon: e, ..Default::default() }), AuditError::Epsilon(_)), "{e}");
+        assert!(
+            matches!(bad(AuditOptions { epsilon: e, ..Default::default() }), AuditError::Epsilon(_)),
+            "{e}"
+        );
     }
     assert!(matches!(bad(AuditOptions { steps: 0, ..Default::default() }), AuditError::Steps));
-    assert!(matches!(bad(AuditOptions { step_size: Some(0.0), ..Default::default() }), AuditError::StepSize(_)));
+    assert!(matches!(
+        bad(AuditOptions { step_size: Some(0.0), ..Default::default() }),
+        AuditError::StepSize(_)
+    ));
     assert!(matches!(bad(AuditOptions { batch: 0, ..Default::default() }), AuditError::Batch));
     for s in [vec![], vec![1.0, 0.5], vec![1.0, 1.0], vec![-1.0], vec![60.0], vec![f64::NAN]] {
-        assert!(matches!(bad(AuditOptions { sigmas: s.clone(), ..Default::default() }), AuditError::Sigmas(_)), "{s:?}");
+        assert!(
+            matches!(bad(AuditOptions { sigmas: s.clone(), ..Default::default() }), AuditError::Sigmas(_)),
+            "{s:?}"
+        );
     }
     for l in [vec![], vec![2.0, 1.0], vec![-0.5], vec![f64::INFINITY]] {
         let e = bad(AuditOptions { noise_levels: l.clone(), ..Default::default() });
@@ -163,7 +197,8 @@ fn bad_arguments_are_typed_errors() {
     assert!(AuditOptions::default().validate().is_ok());
 
     let x = random_images(1, 16, 16, 1);
-    let e = audit::ascend(&Toy::Mean, &x, &Ascent { epsilon: 0.0, steps: 1, step_size: 0.1 }, &mut no_steps());
+    let e =
+        audit::ascend(&Toy::Mean, &x, &Ascent { epsilon: 0.0, steps: 1, step_size: 0.1 }, &mut no_steps());
     assert!(matches!(e, Err(AuditError::Epsilon(_))));
     let e = audit::blur_curve(&Toy::Mean, &x, &[2.0, 1.0]);
     assert!(matches!(e, Err(AuditError::Sigmas(_))));

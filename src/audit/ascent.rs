@@ -1,7 +1,7 @@
 //! Projected gradient ascent on the score within an L-infinity ball.
 use super::AuditError;
-use crate::criterion::QualityCriterion;
 use super::Result;
+use crate::criterion::QualityCriterion;
 use crate::error::Error;
 use crate::window::{Space, Window};
 use tch::{Kind, Tensor};
@@ -55,7 +55,8 @@ fn score_and_grad_unit(criterion: &dyn QualityCriterion, x: &Tensor) -> Result<(
 /// Scores of `[0, 1]` images, without a graph.
 pub(crate) fn score_unit(criterion: &dyn QualityCriterion, x: &Tensor) -> Result<Vec<f64>> {
     let input = criterion.info().input;
-    let s = tch::no_grad(|| criterion.score(&Window::LDCTIQA.convert(&x.f_detach()?, Space::Unit, input)?))?;
+    let s =
+        tch::no_grad(|| criterion.score(&Window::LDCTIQA.convert(&x.f_detach()?, Space::Unit, input)?))?;
     to_vec(&s)
 }
 
@@ -82,7 +83,8 @@ pub fn ascend(
         return Err(Error::InvalidInput(format!(
             "ascent: expected (N, 1, H, W) float images, got {:?} {size:?}",
             images.kind()
-        )).into());
+        ))
+        .into());
     }
     let x0 = images.f_detach()?.f_clamp(0.0, 1.0)?;
     let lo = x0.f_sub_scalar(ascent.epsilon)?.f_clamp_min(0.0)?;
@@ -94,7 +96,7 @@ pub fn ascend(
     // Keeps, per image, the iterate `x` where its scores `s` beat the best so far.
     let mut keep = |x: &Tensor, s: &Tensor, best: &mut Tensor| -> Result<()> {
         let s = s.f_to_kind(Kind::Double)?.f_to_device(x.device())?;
-        *best_scores = Some(match best_scores.take() {
+        best_scores = Some(match best_scores.take() {
             None => {
                 *best = x.shallow_clone();
                 s

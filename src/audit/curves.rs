@@ -1,9 +1,9 @@
 //! The score of a reference as it is blurred, and as white noise is added to it.
 use super::ascent::score_unit;
+use super::Result;
 use super::{check_noise_levels, check_sigmas};
 use crate::criterion::QualityCriterion;
 use crate::degrade::{self, Degradation};
-use super::Result;
 use crate::error::Error;
 use crate::filters;
 use crate::rng::Rng;
@@ -16,14 +16,19 @@ fn check_images(x: &Tensor, what: &str) -> Result<()> {
         return Err(Error::InvalidInput(format!(
             "{what}: expected (N, 1, H, W) float images, got {:?} {size:?}",
             x.kind()
-        )).into());
+        ))
+        .into());
     }
     Ok(())
 }
 
 /// Scores of `reference` (`(N, 1, H, W)` in [0, 1], the LDCTIQA window) blurred by a Gaussian of
 /// each of `sigmas` ([`filters::gaussian`]; sigma 0 is the reference itself): `[image][sigma]`.
-pub fn blur_curve(criterion: &dyn QualityCriterion, reference: &Tensor, sigmas: &[f64]) -> Result<Vec<Vec<f64>>> {
+pub fn blur_curve(
+    criterion: &dyn QualityCriterion,
+    reference: &Tensor,
+    sigmas: &[f64],
+) -> Result<Vec<Vec<f64>>> {
     check_sigmas(sigmas)?;
     check_images(reference, "blur curve")?;
     let n = reference.size()[0] as usize;
@@ -67,7 +72,8 @@ pub fn noise_curve(
             low.size(),
             reference.size(),
             seeds.len()
-        )).into());
+        ))
+        .into());
     }
     let w = Window::LDCTIQA;
     let (low_hu, ref_hu) = (w.to_hu(&low.to_kind(Kind::Float))?, w.to_hu(&reference.to_kind(Kind::Float))?);

@@ -27,7 +27,9 @@ mod run;
 
 pub use ascent::{ascend, Ascent, AscentOutcome};
 pub use curves::{blur_curve, noise_curve, NoiseCurve};
-pub use report::{summarize, summary_markdown, write_reports, CurvePoint, DoseRow, StepRow, Summary, Written};
+pub use report::{
+    summarize, summary_markdown, write_reports, CurvePoint, DoseRow, StepRow, Summary, Written,
+};
 pub use run::run;
 
 use crate::error::Error;

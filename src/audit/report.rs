@@ -1,7 +1,7 @@
 //! The means of an audit and its files: `summary.md`, `audit.json` and the plot `audit.png`/`.svg`.
 use super::AuditRun;
-use crate::bench::Estimate;
 use super::Result;
+use crate::bench::Estimate;
 use crate::error::Error;
 use crate::metrics;
 use crate::rng::Rng;
@@ -150,7 +150,8 @@ pub fn summarize(run: &AuditRun) -> Summary {
         .into_iter()
         .map(|d| {
             let at: Vec<&super::ImageAudit> = im.iter().filter(|i| i.dose == Some(d)).collect();
-            let m = |f: &dyn Fn(&super::ImageAudit) -> f64| mean(&at.iter().map(|i| f(i)).collect::<Vec<_>>());
+            let m =
+                |f: &dyn Fn(&super::ImageAudit) -> f64| mean(&at.iter().map(|i| f(i)).collect::<Vec<_>>());
             DoseRow {
                 dose: d,
                 n: at.len(),
@@ -289,12 +290,18 @@ pub struct Written {
 
 /// Writes `summary.md`, `audit.json` (options, summary, every image) and, with the `plots` feature,
 /// `audit.png` and `audit.svg` to `dir`. `model` and `data` name what was audited.
-pub fn write_reports(dir: &Path, run: &AuditRun, summary: &Summary, model: &str, data: &str) -> Result<Written> {
+pub fn write_reports(
+    dir: &Path,
+    run: &AuditRun,
+    summary: &Summary,
+    model: &str,
+    data: &str,
+) -> Result<Written> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut written = Written::default();
     let mut write = |name: &str, text: &str| -> Result<()> {
         let path = dir.join(name);
-        crate::io::write_atomic(&path, text.as_bytes())?;
+        crate::io::write_atomic(&path, text.as_bytes()).map_err(Error::from)?;
         written.files.push(path);
         Ok(())
     };

@@ -1,10 +1,10 @@
 //! The audit of a data set: ascent, blur curve and noise curve of every image.
 use super::ascent::{ascend, to_vec};
 use super::curves::{blur_curve, image_seed, noise_curve};
+use super::Result;
 use super::{AuditError, AuditOptions, AuditRun, Event, ImageAudit};
 use crate::criterion::QualityCriterion;
 use crate::data::{load_frame, read_meta, Dataset, Sample};
-use super::Result;
 use crate::error::Error;
 use crate::metrics::{hu_plus_1024, psnr, ssim, vif, VIF_NOISE_VARIANCE};
 use crate::window::{Space, Window};
@@ -26,7 +26,8 @@ fn load_pair(s: &Sample, raw_as: Option<Space>) -> Result<(Tensor, Tensor)> {
             rp.display(),
             r.size(),
             x.size()
-        )).into());
+        ))
+        .into());
     }
     Ok((x, r))
 }
