@@ -247,6 +247,7 @@ fn run_records_agree_with_their_pieces() {
         assert_eq!(r.score_by_step[0], r.score_input);
         assert!(r.score_by_step.iter().all(|&s| s <= r.score_ascent + 1e-9), "the best iterate is kept");
         assert!((r.psnr_by_step[0] - r.psnr_input).abs() < 1e-9);
+        assert!(r.psnr_ceiling >= r.psnr_ascent && r.psnr_ceiling > r.psnr_input, "{r:?}");
         assert!((r.blur_scores[0] - r.score_reference).abs() < 1e-6);
         assert!((r.noise_scores[0] - r.score_reference).abs() < 1e-6);
         assert!(r.blur_scores[2] < r.blur_scores[0], "a sharpness score falls with blur");

@@ -191,6 +191,9 @@ pub struct ImageAudit {
     pub score_ascent: f64,
     pub psnr_input: f64,
     pub psnr_ascent: f64,
+    /// PSNR of the point of the budget's box nearest the reference (`clamp(reference, x0 - epsilon,
+    /// x0 + epsilon)`): the most any ascent within the budget can reach.
+    pub psnr_ceiling: f64,
     pub ssim_input: f64,
     pub ssim_ascent: f64,
     /// VIF on HU + 1024, for images of at least 41 x 41.

@@ -53,6 +53,9 @@ pub struct Summary {
     pub score_gain: Estimate,
     /// PSNR of the ascent's result minus the input's, dB.
     pub psnr_change: Estimate,
+    /// The most the PSNR could change within the budget (mean over the images of
+    /// [`super::ImageAudit::psnr_ceiling`] minus the input's), dB.
+    pub psnr_ceiling_change: f64,
     pub ssim_change: Estimate,
     /// Over the images with a VIF (41 x 41 and larger).
     pub vif_change: Option<Estimate>,
@@ -169,6 +172,7 @@ pub fn summarize(run: &AuditRun) -> Summary {
         score_gain: estimate(&diff(&|i| i.score_ascent - i.score_input), seed, 1),
         psnr_lowered: psnr.iter().filter(|d| **d < 0.0).count() as f64 / im.len().max(1) as f64,
         psnr_change: estimate(&psnr, seed, 2),
+        psnr_ceiling_change: mean(&diff(&|i| i.psnr_ceiling - i.psnr_input)),
         ssim_change: estimate(&diff(&|i| i.ssim_ascent - i.ssim_input), seed, 3),
         vif_change: (!vif.is_empty()).then(|| estimate(&vif, seed, 4)),
         linf: im.iter().map(|i| i.linf).fold(0.0, f64::max),
@@ -229,6 +233,10 @@ pub fn summary_markdown(run: &AuditRun, summary: &Summary, model: &str, data: &s
     ));
     s.push_str(&format!("| score gained | {} |\n", est(&summary.score_gain, 3)));
     s.push_str(&format!("| PSNR change (dB) | {} |\n", est(&summary.psnr_change, 3)));
+    s.push_str(&format!(
+        "| PSNR change of the point nearest the reference within the budget (the ceiling, dB) | {:+.3} |\n",
+        summary.psnr_ceiling_change
+    ));
     s.push_str(&format!("| SSIM change | {} |\n", est(&summary.ssim_change, 4)));
     if let Some(v) = &summary.vif_change {
         s.push_str(&format!("| VIF change | {} |\n", est(v, 4)));

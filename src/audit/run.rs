@@ -104,6 +104,10 @@ pub fn run(
         };
         let out = ascend(criterion, &x, &ascent, &mut on_step)?;
         let linf = to_vec(&(&out.images - &x).abs().amax([1i64, 2, 3].as_slice(), false))?;
+        let lo = x.f_sub_scalar(ascent.epsilon)?.f_clamp_min(0.0)?;
+        let hi = x.f_add_scalar(ascent.epsilon)?.f_clamp_max(1.0)?;
+        let nearest = r.f_clamp_tensor(Some(&lo), Some(&hi))?;
+        let ceiling = to_vec(&psnr(&opts.window.from_ldctiqa(&nearest)?, &rw))?;
         let (p0, s0, v0) = full_reference(&x, &r, opts.window)?;
         let (p1, s1, v1) = full_reference(&out.images, &r, opts.window)?;
         let score_ref = super::ascent::score_unit(criterion, &r)?;
@@ -123,6 +127,7 @@ pub fn run(
                 score_ascent: out.scores[j],
                 psnr_input: p0[j],
                 psnr_ascent: p1[j],
+                psnr_ceiling: ceiling[j],
                 ssim_input: s0[j],
                 ssim_ascent: s1[j],
                 vif_input: v0[j],

@@ -109,12 +109,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     println!("score: input {:.3}, reference {:.3}", summary.score_input, summary.score_reference);
     println!(
-        "ascent (epsilon {}, {} steps of {:.4}): score {}, PSNR {} dB, SSIM {}{}; PSNR fell on {:.0}% of images",
+        "ascent (epsilon {}, {} steps of {:.4}): score {}, PSNR {} dB (ceiling {:+.3}), SSIM {}{}; PSNR fell \
+         on {:.0}% of images",
         opts.epsilon,
         opts.steps,
         result.step_size,
         est(&summary.score_gain, 3),
         est(&summary.psnr_change, 3),
+        summary.psnr_ceiling_change,
         est(&summary.ssim_change, 4),
         summary.vif_change.as_ref().map_or(String::new(), |v| format!(", VIF {}", est(v, 4))),
         100.0 * summary.psnr_lowered
