@@ -108,19 +108,10 @@ fn ascent_respects_the_budget_and_raises_the_score() {
     let linf = (&out.images - &x).abs().max().double_value(&[]);
     assert!(linf <= 0.03 + 1e-6 && linf > 0.01, "{linf}");
     let rescored = Vec::<f64>::try_from(model.score(&out.images).unwrap().to_kind(Kind::Double)).unwrap();
-    for i in 0..3 {
-        assert!(
-            (rescored[i] - out.scores[i]).abs() < 1e-5,
-            "image {i}: {} vs {}",
-            rescored[i],
-            out.scores[i]
-        );
-        assert!(
-            out.scores[i] > out.start_scores[i],
-            "image {i}: {} -> {}",
-            out.start_scores[i],
-            out.scores[i]
-        );
+    for (i, ((&again, &score), &start)) in rescored.iter().zip(&out.scores).zip(&out.start_scores).enumerate()
+    {
+        assert!((again - score).abs() < 1e-5, "image {i}: {again} vs {score}");
+        assert!(score > start, "image {i}: {start} -> {score}");
     }
 }
 

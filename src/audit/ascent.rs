@@ -31,6 +31,9 @@ impl Ascent {
     }
 }
 
+/// What [`ascend`] calls at every iterate: `(k, x_k, scores_k)`.
+pub type OnStep<'a> = dyn FnMut(usize, &Tensor, &[f64]) -> Result<()> + 'a;
+
 /// What [`ascend`] found.
 #[derive(Debug)]
 pub struct AscentOutcome {
@@ -75,7 +78,7 @@ pub fn ascend(
     criterion: &dyn QualityCriterion,
     images: &Tensor,
     ascent: &Ascent,
-    on_step: &mut dyn FnMut(usize, &Tensor, &[f64]) -> Result<()>,
+    on_step: &mut OnStep,
 ) -> Result<AscentOutcome> {
     ascent.validate()?;
     let size = images.size();

@@ -25,7 +25,7 @@ mod curves;
 mod report;
 mod run;
 
-pub use ascent::{ascend, Ascent, AscentOutcome};
+pub use ascent::{ascend, Ascent, AscentOutcome, OnStep};
 pub use curves::{blur_curve, noise_curve, NoiseCurve};
 pub use report::{
     summarize, summary_markdown, write_reports, CurvePoint, DoseRow, StepRow, Summary, Written,
