@@ -40,6 +40,8 @@ pub struct DoseRow {
     pub score_input: f64,
     pub score_gain: f64,
     pub psnr_change: f64,
+    /// Mean PSNR change of the point nearest the reference within the budget, dB.
+    pub psnr_ceiling_change: f64,
     pub ssim_change: f64,
 }
 
@@ -161,6 +163,7 @@ pub fn summarize(run: &AuditRun) -> Summary {
                 score_input: m(&|i| i.score_input),
                 score_gain: m(&|i| i.score_ascent - i.score_input),
                 psnr_change: m(&|i| i.psnr_ascent - i.psnr_input),
+                psnr_ceiling_change: m(&|i| i.psnr_ceiling - i.psnr_input),
                 ssim_change: m(&|i| i.ssim_ascent - i.ssim_input),
             }
         })
@@ -243,12 +246,14 @@ pub fn summary_markdown(run: &AuditRun, summary: &Summary, model: &str, data: &s
     }
     s.push_str(&format!("| images whose PSNR fell | {:.0}% |\n\n", 100.0 * summary.psnr_lowered));
     if !summary.by_dose.is_empty() {
-        s.push_str("| dose | n | input score | score gained | PSNR change (dB) | SSIM change |\n");
-        s.push_str("|---|---|---|---|---|---|\n");
+        s.push_str(
+            "| dose | n | input score | score gained | PSNR change (dB) | ceiling (dB) | SSIM change |\n",
+        );
+        s.push_str("|---|---|---|---|---|---|---|\n");
         for d in &summary.by_dose {
             s.push_str(&format!(
-                "| {} | {} | {:.3} | {:+.3} | {:+.3} | {:+.4} |\n",
-                d.dose, d.n, d.score_input, d.score_gain, d.psnr_change, d.ssim_change
+                "| {} | {} | {:.3} | {:+.3} | {:+.3} | {:+.3} | {:+.4} |\n",
+                d.dose, d.n, d.score_input, d.score_gain, d.psnr_change, d.psnr_ceiling_change, d.ssim_change
             ));
         }
         s.push('\n');
