@@ -44,7 +44,8 @@ pub trait QualityCriterion {
     fn score(&self, images: &Tensor) -> Result<Tensor>;
 
     /// Scores (N) and the vector-Jacobian product with `upstream` (N) (ones when `None`): a tensor of
-    /// the images' shape, dtype and device. `images` need not require grad.
+    /// the images' shape, dtype and device. `images` need not require grad, and gradient mode need not
+    /// be on (it is switched on for the call: it works under `tch::no_grad`).
     fn score_and_grad(&self, images: &Tensor, upstream: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         score_and_grad_by_autograd(self, images, upstream)
     }
@@ -60,18 +61,21 @@ pub trait QualityCriterion {
     }
 }
 
-/// The vector-Jacobian product through one autograd graph of `score`.
+/// The vector-Jacobian product through one autograd graph of `score`. The whole graph, the weighted
+/// sum included, is built with gradient mode on, so callers may hold a `tch::no_grad` guard.
 fn score_and_grad_by_autograd<C: QualityCriterion + ?Sized>(
     criterion: &C,
     images: &Tensor,
     upstream: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
-    let x = images.f_detach()?.f_set_requires_grad(true)?;
-    let scores = tch::with_grad(|| criterion.score(&x))?;
-    let u = upstream_vector(&scores, upstream)?;
-    let total = scores.f_mul(&u)?.f_sum(scores.kind())?;
-    let grad = Tensor::f_run_backward(&[&total], &[&x], false, false)?.remove(0);
-    Ok((scores.f_detach()?, grad))
+    tch::with_grad(|| {
+        let x = images.f_detach()?.f_set_requires_grad(true)?;
+        let scores = criterion.score(&x)?;
+        let u = upstream_vector(&scores, upstream)?;
+        let total = scores.f_mul(&u)?.f_sum(scores.kind())?;
+        let grad = Tensor::f_run_backward(&[&total], &[&x], false, false)?.remove(0);
+        Ok((scores.f_detach()?, grad))
+    })
 }
 
 impl QualityCriterion for QualityModel {

@@ -23,12 +23,14 @@
 //! - [`film`] and [`heads`]: prompt FiLM, pooling, regression heads and fusion;
 //! - [`model`]: the quality model and its folder; [`ensemble`]: k-fold ensembles and [`Scorer`];
 //! - [`criterion`]: the differentiable criterion trait ([`QualityCriterion`]);
-//! - [`train`] (ranking-loss trainer), [`bench`](mod@bench) (denoiser benchmark, [`denoise`] plugins), the C ABI
-//!   (crate `ldctq-ffi`) and the `ldctq` tool.
+//! - [`train`] (ranking-loss trainer), [`bench`](mod@bench) (denoiser benchmark, [`denoise`] plugins),
+//!   [`audit`] (the criterion as an optimisation target: gradient ascent, blur and noise curves), the C
+//!   ABI (crate `ldctq-ffi`) and the `ldctq` tool.
 //!
 //! Shared below them: [`window`] (HU windows and what pixel values mean), [`preprocess`], [`io`]
 //! (DICOM, TIFF, npy, PNG), [`data`] (image sets), [`metrics`], [`simulate`], [`degrade`] and [`phantom`]
 //! (low-dose simulation, ordered degradations), [`filters`], [`rng`], [`placement`], and, with the `plots` feature, `plots`.
+pub mod audit;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;

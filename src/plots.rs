@@ -168,6 +168,67 @@ where
     Ok(())
 }
 
+/// One panel of lines with its own x label; both axes span the panel's data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XyPanel {
+    pub title: String,
+    pub x_label: String,
+    pub lines: Vec<Series>,
+}
+
+/// Panels of lines in a grid of two columns (one row for one or two panels), one colour per line
+/// within a panel, each panel's axes fitted to its data.
+pub fn xy_panels(dir: &Path, stem: &str, panels: &[XyPanel]) -> PlotResult<Vec<PathBuf>> {
+    let text = font_available();
+    both!(dir, stem, |a| draw_xy_panels(a, panels, text))
+}
+
+fn draw_xy_panels<DB: DrawingBackend>(area: Area<DB>, panels: &[XyPanel], text: bool) -> PlotResult<()>
+where
+    DB::ErrorType: 'static,
+{
+    area.fill(&WHITE)?;
+    let cols = panels.len().clamp(1, 2);
+    let rows = panels.len().div_ceil(cols).max(1);
+    for (cell, panel) in area.split_evenly((rows, cols)).iter().zip(panels) {
+        let points = || {
+            panel.lines.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite())
+        };
+        if points().next().is_none() {
+            continue;
+        }
+        let (x, y) = (padded(extent(points().map(|p| p.0))), padded(extent(points().map(|p| p.1))));
+        let mut b = ChartBuilder::on(cell);
+        b.margin(12).x_label_area_size(36).y_label_area_size(52);
+        if text {
+            b.caption(&panel.title, ("sans-serif", 18));
+        }
+        let mut chart = b.build_cartesian_2d(x.0..x.1, y.0..y.1)?;
+        let mut mesh = chart.configure_mesh();
+        if text {
+            mesh.x_desc(panel.x_label.as_str());
+        } else {
+            mesh.x_labels(0).y_labels(0);
+        }
+        mesh.draw()?;
+        for (i, line) in panel.lines.iter().enumerate() {
+            let c = color(i);
+            chart.draw_series(line.points.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
+            let drawn = chart.draw_series(LineSeries::new(line.points.clone(), c.stroke_width(2)))?;
+            if text {
+                drawn
+                    .label(&line.name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
+            }
+        }
+        if text && panel.lines.len() > 1 {
+            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        }
+    }
+    area.present()?;
+    Ok(())
+}
+
 fn chart<'a, DB: DrawingBackend + 'a>(
     area: &'a Area<DB>,
     title: &str,

@@ -69,6 +69,27 @@ fn model_weights_are_frozen_and_get_no_gradient() {
     }
 }
 
+/// `score_and_grad` turns gradient mode on for itself: under a caller's `tch::no_grad` (as `ldctq
+/// bench` and `score` hold) it gives the same scores and gradient as with gradient mode on, with and
+/// without activation checkpointing, and leaves gradient mode off afterwards.
+#[test]
+fn score_and_grad_works_under_no_grad() {
+    let mut model = tiny_model(Kind::Float, 5);
+    let x = images(2, 1, 16, 16, Kind::Float, 6);
+    let u = Tensor::from_slice(&[0.5f32, -2.0]);
+    let (s, g) = model.score_and_grad(&x, Some(&u)).unwrap();
+    for every in [0, 1] {
+        model.set_activation_checkpointing(every);
+        let _guard = tch::no_grad_guard();
+        let (s2, g2) = model.score_and_grad(&x, Some(&u)).unwrap();
+        assert!(common::max_abs_diff(&s, &s2) < 1e-6, "scores, checkpointing {every}");
+        assert!(common::max_abs_diff(&g, &g2) < 1e-6, "gradient, checkpointing {every}");
+        assert!(g2.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        let probe = Tensor::ones([1], tch::kind::FLOAT_CPU).set_requires_grad(true);
+        assert!(!(&probe * 2.0).requires_grad(), "gradient mode is off again");
+    }
+}
+
 #[test]
 fn film_strength_zero_ignores_the_prompt_and_nonzero_uses_it() {
     let mut model = tiny_model(Kind::Float, 4);

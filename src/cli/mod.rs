@@ -1,4 +1,5 @@
 //! Subcommands of the `ldctq` tool.
+mod audit;
 mod bench;
 mod embed;
 mod eval;
@@ -34,6 +35,9 @@ enum Command {
     Eval(eval::Args),
     /// Benchmark denoisers (C plugins, TorchScript, built-ins) by the no-reference score on a data set.
     Bench(bench::Args),
+    /// How a model behaves as an optimisation target: gradient ascent on its score from low-dose
+    /// inputs (PSNR/SSIM/VIF against the references), and its score against blur and noise.
+    Audit(audit::Args),
     /// Serve one denoiser (a --denoiser spec) over stdin/stdout for an isolated `bench` (started by
     /// ldctq itself).
     #[command(name = "denoiser-worker", hide = true)]
@@ -53,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::DenoiserWorker { device, spec } => {
             Ok(ldctq::denoise::isolated::serve_stdio(&spec, ldctq::placement::parse_device(&device)?)?)
         }
