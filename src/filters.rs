@@ -1,5 +1,5 @@
 //! Image filters on `(N, 1, H, W)` float tensors, computed in the images' dtype and device with
-//! mirrored borders: the smoothing that denoisers do and that degrades images ([`crate::degrade`],
+//! mirrored borders: the smoothing that denoisers do and that degrades images (ordered degradations,
 //! the built-in denoisers, the trainer's order pairs).
 //!
 //! Each is differentiable where its operation is (Gaussian, box, bilateral and TV by autograd;
