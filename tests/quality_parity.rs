@@ -7,58 +7,18 @@
 //! kernels the CPU runs (AVX2, AVX-512, AMX) and with any number of threads.
 mod common;
 
-use common::{assert_close, fixture, load_tensors, max_abs, rounding_tol, SiglipSize};
+use common::{assert_close, fixture, load_tensors, max_abs, rounding_tol, QualitySize};
 use ldctq::criterion::QualityCriterion;
 use ldctq::model::QualityModel;
 use ldctq::Placement;
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
-/// The size of a fixture model's computation, as `rounding_tol` takes it.
-struct Size {
-    /// The longest sum: the backbone's (`SiglipSize`) or the local head's input (4 d).
-    k: i64,
-    vision_layers: i64,
-    text_layers: i64,
-}
-
-fn size_of(dir: &std::path::Path, want: &HashMap<String, Tensor>) -> Size {
+/// The computation's size: the fixture's backbone at the fixture's token count.
+fn size_of(dir: &std::path::Path, want: &HashMap<String, Tensor>) -> QualitySize {
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("ldctq.json")).unwrap()).unwrap();
-    let backbone = SiglipSize::of(&dir.join(config["backbone"].as_str().unwrap()), want["tokens"].size()[1]);
-    let head_local = 4 * want["tokens"].size()[2];
-    Size {
-        k: backbone.k.max(head_local),
-        vision_layers: backbone.vision_layers,
-        text_layers: backbone.text_layers,
-    }
-}
-
-/// Depths: the layers each stage's rounding passes through (embedding, encoder layers, final layer
-/// norm; FiLM generator 2; pooling 1; heads 2; fusion 2; sigmoid 1; the resize's two passes).
-struct Depths {
-    resize: i64,
-    tokens: i64,
-    z_t: i64,
-    film: i64,
-    tokens_film: i64,
-    pooled: i64,
-    y: i64,
-    logit: i64,
-    score: i64,
-}
-
-impl Size {
-    fn depths(&self) -> Depths {
-        let tokens = self.vision_layers + 2;
-        let z_t = self.text_layers + 2;
-        let film = z_t + 2;
-        let tokens_film = tokens.max(film) + 1;
-        let pooled = tokens_film + 1;
-        let y = pooled + 2;
-        let logit = y + 2;
-        Depths { resize: 2, tokens, z_t, film, tokens_film, pooled, y, logit, score: logit + 1 }
-    }
+    QualitySize::of(&dir.join(config["backbone"].as_str().unwrap()), want["tokens"].size()[1])
 }
 
 fn check(name: &str, kind: Kind) {
@@ -70,8 +30,7 @@ fn check(name: &str, kind: Kind) {
     // Both the run and the reference round in f64; a float32 run's error dwarfs the reference's.
     let sides = if kind == Kind::Double { 2.0 } else { 1.0 };
     let tol = |want: &Tensor, depth: i64| sides * rounding_tol(kind, size.k, depth, max_abs(want));
-    let d = size.depths();
-
+    let d = &size;
     let images = want["images"].to_kind(kind);
     let pixel_values = model.config.preprocess().pixel_values(&images).unwrap();
     assert_close(
@@ -100,7 +59,7 @@ fn check(name: &str, kind: Kind) {
     // End to end from the raw images, and the vector-Jacobian product: the backward pass runs
     // through every layer of the forward pass again.
     let (scores, grad) = model.score_and_grad(&images, Some(&want["upstream"])).unwrap();
-    let end_to_end = d.resize + d.score;
+    let end_to_end = d.end_to_end();
     assert_close(&label("score (from images)"), &scores, &want["score"], tol(&want["score"], end_to_end));
     assert_close(&label("grad"), &grad, &want["grad"], tol(&want["grad"], 2 * end_to_end));
     assert_eq!(grad.kind(), kind);
@@ -132,8 +91,7 @@ fn float64_tolerance_tells_float32_apart() {
     let dir = fixture("quality/a_unit_seq");
     let size = size_of(&dir, &want);
     let score = QualityModel::load(&dir, Placement::default()).unwrap().score(&want["images"]).unwrap();
-    let d = size.depths();
-    let f64_tol = 2.0 * rounding_tol(Kind::Double, size.k, d.resize + d.score, max_abs(&want["score"]));
+    let f64_tol = size.f64_scores_tol(max_abs(&want["score"]));
     let diff = common::max_abs_diff(&score, &want["score"]);
     assert!(diff > 100.0 * f64_tol, "float32 scores within 100x float64 rounding ({diff:e}, {f64_tol:e})");
 }

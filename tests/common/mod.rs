@@ -170,3 +170,53 @@ impl SiglipSize {
         self.text_last() + 1
     }
 }
+
+/// The size of a quality model's computation (backbone, FiLM, pooling, heads, fusion) as
+/// [`rounding_tol`] takes it, and the depth of each stage: the layers its rounding passes through
+/// (embedding, encoder layers, final layer norm; FiLM generator 2; pooling 1; heads 2; fusion 2;
+/// sigmoid 1; the resize's two passes).
+pub struct QualitySize {
+    /// The longest sum: the backbone's ([`SiglipSize`]) or the local head's input (4 d).
+    pub k: i64,
+    pub resize: i64,
+    pub tokens: i64,
+    pub z_t: i64,
+    pub film: i64,
+    pub tokens_film: i64,
+    pub pooled: i64,
+    pub y: i64,
+    pub logit: i64,
+    pub score: i64,
+}
+
+impl QualitySize {
+    /// Of a model on the backbone folder `backbone`, for images of `tokens` patches.
+    pub fn of(backbone: &std::path::Path, tokens: i64) -> Self {
+        let siglip = SiglipSize::of(backbone, tokens);
+        let config = ldctq::config::SiglipConfig::from_file(&backbone.join("config.json")).unwrap();
+        let k = siglip.k.max(4 * config.vision_config.hidden_size);
+        let (tokens, z_t) = (siglip.vision_last(), siglip.text_pooled() + 1);
+        let film = z_t + 2;
+        let tokens_film = tokens.max(film) + 1;
+        let pooled = tokens_film + 1;
+        let y = pooled + 2;
+        let logit = y + 2;
+        Self { k, resize: 2, tokens, z_t, film, tokens_film, pooled, y, logit, score: logit + 1 }
+    }
+
+    /// From the raw images to the scores.
+    pub fn end_to_end(&self) -> i64 {
+        self.resize + self.score
+    }
+
+    /// Two float64 runs of the scores that may take different kernels or graphs: each within
+    /// [`rounding_tol`] of the exact value.
+    pub fn f64_scores_tol(&self, scale: f64) -> f64 {
+        2.0 * rounding_tol(Kind::Double, self.k, self.end_to_end(), scale)
+    }
+
+    /// Two float64 runs of the input gradient: the backward pass goes through every layer again.
+    pub fn f64_grad_tol(&self, scale: f64) -> f64 {
+        2.0 * rounding_tol(Kind::Double, self.k, 2 * self.end_to_end(), scale)
+    }
+}
