@@ -78,7 +78,11 @@ pub fn assert_close(label: &str, got: &Tensor, want: &Tensor, tol: f64) {
         let n = flat.size()[0].min(5);
         Vec::<f64>::try_from(flat.narrow(0, 0, n)).unwrap()
     };
-    println!("{label:<44} maxdiff {diff:.3e}  tol {tol:.1e}  ({:.3} of tol)", diff / tol);
+    if tol > 0.0 {
+        println!("{label:<44} maxdiff {diff:.3e}  tol {tol:.1e}  ({:.3} of tol)", diff / tol);
+    } else {
+        println!("{label:<44} maxdiff {diff:.3e}  (exact)");
+    }
     assert!(
         diff <= tol,
         "{label}: max abs diff {diff:.3e} > {tol:e}\n  got  {:?}\n  want {:?}",
