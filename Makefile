@@ -40,9 +40,14 @@ install: setup
 demo: build
 	bash scripts/demo.sh
 
-# Regenerate the committed parity fixtures (needs transformers, installed by the set-up).
+# Regenerate every committed fixture (needs transformers, pydicom, scipy, torchmetrics: the set-up has
+# them). SigLIP first: the quality models use its backbones. Each generator pins numpy's, torch's, MKL's,
+# oneDNN's and OpenBLAS's kernels and one thread (tests/fixtures/fixture_env.py), so the files come out
+# the same bytes on any x86-64 CPU with AVX2; `git status` shows what a change of library versions moved.
 fixtures: setup
 	.venv/bin/python tests/fixtures/siglip/gen_siglip_fixtures.py
+	.venv/bin/python tests/fixtures/quality/gen_quality_fixtures.py
+	.venv/bin/python tests/fixtures/io/gen_io_fixtures.py
 	.venv/bin/python tests/fixtures/metrics/gen_metrics_fixtures.py
 	.venv/bin/python tests/fixtures/vif/gen_vif_fixtures.py
 

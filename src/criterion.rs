@@ -39,8 +39,9 @@ pub enum Reduction {
 pub trait QualityCriterion {
     fn info(&self) -> CriterionInfo;
 
-    /// Scores (N), f32. Differentiable with respect to `images` when they require grad, so the score
-    /// can enter a larger graph (e.g. a denoiser's loss); otherwise computed without a graph.
+    /// Scores (N), f32 (f64 for an f64 model). Differentiable with respect to `images` when they
+    /// require grad, so the score can enter a larger graph (e.g. a denoiser's loss); otherwise computed
+    /// without a graph.
     fn score(&self, images: &Tensor) -> Result<Tensor>;
 
     /// Scores (N) and the vector-Jacobian product with `upstream` (N) (ones when `None`): a tensor of
@@ -50,13 +51,15 @@ pub trait QualityCriterion {
         score_and_grad_by_autograd(self, images, upstream)
     }
 
-    /// A loss to minimise: `4 - score` (the distance to the best score), reduced.
+    /// A loss to minimise: `4 - score` (the distance to the best score), reduced; f32 (f64 for f64
+    /// scores).
     fn loss(&self, images: &Tensor, reduction: Reduction) -> Result<Tensor> {
         let per_image = self.score(images)?.f_neg()?.f_add_scalar(self.info().score_range.1)?;
+        let kind = if per_image.kind() == Kind::Double { Kind::Double } else { Kind::Float };
         Ok(match reduction {
             Reduction::None => per_image,
-            Reduction::Mean => per_image.f_mean(Kind::Float)?,
-            Reduction::Sum => per_image.f_sum(Kind::Float)?,
+            Reduction::Mean => per_image.f_mean(kind)?,
+            Reduction::Sum => per_image.f_sum(kind)?,
         })
     }
 }

@@ -35,7 +35,8 @@ fn filters_keep_constants_and_smooth_noise() {
         ("tv", Box::new(|t| filters::total_variation(t, 0.5, 60))),
     ];
     for (name, f) in &all {
-        // Constants: exact up to rounding of sums of a few dozen f64 terms of size 0.37.
+        // Constants: exact up to f64 rounding of sums of <= 121 terms of 0.37 (bilateral's window),
+        // or 60 TV iterations: rounding_tol(f64, 121, 60, 0.37) ~ 2e-13 on any CPU.
         common::assert_close(&format!("{name} of a constant"), &f(&c).unwrap(), &c, 1e-12);
         let y = f(&x).unwrap();
         assert_eq!(y.size(), x.size(), "{name}: shape");
@@ -46,12 +47,13 @@ fn filters_keep_constants_and_smooth_noise() {
     // The box mean equals a direct 3 x 3 average away from the borders.
     let b = filters::box_mean(&x, 3).unwrap();
     let direct = x.unfold(2, 3, 1).unfold(3, 3, 1).mean_dim([-1i64, -2].as_slice(), false, Kind::Double);
+    // Two f64 sums of the same 9 values (<= 1) in other orders: a few ulps.
     common::assert_close("box vs direct mean", &b.narrow(2, 1, 30).narrow(3, 1, 30), &direct, 1e-12);
     // TV lowers the total variation and keeps the mean (the ROF solution's mean is the data's).
     let t = filters::total_variation(&x, 0.5, 60).unwrap();
     assert!(total_variation(&t) < 0.5 * total_variation(&x));
     let dm = (t.mean(Kind::Double) - x.mean(Kind::Double)).abs().double_value(&[]);
-    assert!(dm < 1e-9, "TV moved the mean by {dm}");
+    assert!(dm < 1e-9, "TV moved the mean by {dm}"); // f64: 60 iterations of 32 x 32 sums, ~1e-14
 }
 
 #[test]
@@ -85,6 +87,7 @@ fn the_scan_itself_keeps_its_dose_label() {
     let (low, clean) = scan(0.25);
     let m = measured(&Degradation::None, &low, &clean);
     println!("{m:?}");
+    // The scan measured against itself: f64 ratios of equal sums, exact up to a few ulps.
     assert!((m.noise_ratio - 1.0).abs() < 1e-12 && m.edge_sigma == 0.0 && m.texture_octaves.abs() < 1e-12);
     let label = degrade::perceptual_label(0.25, 720, 720, &m);
     assert!((label - quality_label(0.25, 720, 720)).abs() < 1e-12);
@@ -101,6 +104,7 @@ fn gaussian_blur_is_measured_as_its_sigma_and_labelled_worse_as_it_grows() {
         println!("sigma {sigma}: {m:?} label {label:.3}");
         // A linear filter's edge response does not depend on the noise (subtracted exactly): the fit
         // of the sampled Gaussian-blurred step is within its 0.02 px grid and the sampling of the taps.
+        // The edge-spread fit's resolution (0.02 px steps) and bias, not rounding (f64).
         assert!((m.edge_sigma - sigma).abs() < 0.1, "edge sigma {} for blur {sigma}", m.edge_sigma);
         assert!(m.noise_ratio < 1.0 && m.texture_octaves < 0.0);
         assert!(label < last, "label must fall with sigma: {label} after {last}");
@@ -129,6 +133,7 @@ fn denoising_a_low_dose_scan_gains_and_texture_replacement_loses() {
     assert!(blotchy.texture_octaves < -1.0, "blotchy noise must be lower in frequency");
     let lw = degrade::perceptual_label(0.1, 720, 720, &white);
     let lb = degrade::perceptual_label(0.1, 720, 720, &blotchy);
+    // lw == base in exact arithmetic when the measured ratio rounds to the scan's: f64 ulps.
     assert!(lb < lw.min(base) && lw <= base + 1e-12, "labels: white {lw}, blotchy {lb}, scan {base}");
 }
 

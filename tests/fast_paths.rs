@@ -3,7 +3,7 @@
 //! similarity >= 0.99) on the trained default model.
 mod common;
 
-use common::{assert_close, fixture};
+use common::{assert_close, fixture, max_abs, QualitySize};
 use ldctq::criterion::QualityCriterion;
 use ldctq::model::{QualityConfig, QualityModel, Widths};
 use ldctq::simulate::{simulate, ScanParams};
@@ -18,6 +18,12 @@ fn tiny_model(backbone: &str, kind: Kind) -> QualityModel {
     let size = if backbone.ends_with("tiny_b") { 21 } else { 16 };
     let config = QualityConfig::new(&fixture(backbone).display().to_string(), size);
     QualityModel::init(config, WIDTHS, 3, Placement { device: Device::Cpu, kind }).unwrap()
+}
+
+/// The tiny model's computation, for tolerances (tiny_a: 4 x 4 tokens, tiny_b: 3 x 3).
+fn size(backbone: &str) -> QualitySize {
+    let tokens = if backbone.ends_with("tiny_b") { 9 } else { 16 };
+    QualitySize::of(&fixture(backbone), tokens)
 }
 
 fn images(n: i64, kind: Kind, seed: i64) -> Tensor {
@@ -42,7 +48,9 @@ fn fused_qkv_equals_separate_projections_and_follows_weight_updates() {
         let fused = model.score(&x).unwrap();
         set_vision_trainable(&model, true);
         let separate = tch::no_grad(|| model.score_images(&x)).unwrap();
-        assert_close(&format!("{backbone}: fused vs separate"), &fused, &separate, 1e-12);
+        // One (B N, 3 D) product or three (B N, D) ones: other kernels, f64 rounding apart.
+        let tol = size(backbone).f64_scores_tol(4.0);
+        assert_close(&format!("{backbone}: fused vs separate"), &fused, &separate, tol);
 
         // An optimizer-style in-place step on one projection reaches the fused weight.
         let vars = model.vision_store().variables();
@@ -54,10 +62,10 @@ fn fused_qkv_equals_separate_projections_and_follows_weight_updates() {
         set_vision_trainable(&model, false);
         let fused_after = model.score(&x).unwrap();
         assert!(
-            common::max_abs_diff(&fused_after, &fused) > 1e-6,
+            common::max_abs_diff(&fused_after, &fused) > 1e3 * tol, // an effect: 0.05 on every k weight
             "{backbone}: the weight update did not change the score"
         );
-        assert_close(&format!("{backbone}: after a step"), &fused_after, &separate_after, 1e-12);
+        assert_close(&format!("{backbone}: after a step"), &fused_after, &separate_after, tol);
 
         // A dtype round trip replaces the variables' storage (and rounds the weights to f32): the
         // stale fused weight must not be used.
@@ -67,7 +75,7 @@ fn fused_qkv_equals_separate_projections_and_follows_weight_updates() {
         let after_cast = model.score(&x).unwrap();
         set_vision_trainable(&model, true);
         let separate_cast = tch::no_grad(|| model.score_images(&x)).unwrap();
-        assert_close(&format!("{backbone}: after set_kind"), &after_cast, &separate_cast, 1e-12);
+        assert_close(&format!("{backbone}: after set_kind"), &after_cast, &separate_cast, tol);
     }
 }
 
@@ -81,11 +89,13 @@ fn activation_checkpointing_gives_the_same_scores_and_gradients() {
         let u = Tensor::from_slice(&[0.7f64, -1.3]);
         let (s0, g0) = model.score_and_grad(&x, Some(&u)).unwrap();
         assert!(g0.abs().max().double_value(&[]) > 0.0);
+        // Recomputed segments may run other kernels than one graph (no-grad forward): f64 rounding.
+        let (s_tol, g_tol) = (size(backbone).f64_scores_tol(4.0), size(backbone).f64_grad_tol(max_abs(&g0)));
         for every in [1, 2, 3, 100] {
             model.set_activation_checkpointing(every);
             let (s, g) = model.score_and_grad(&x, Some(&u)).unwrap();
-            assert_close(&format!("{backbone} every {every}: scores"), &s, &s0, 1e-12);
-            assert_close(&format!("{backbone} every {every}: gradient"), &g, &g0, 1e-12);
+            assert_close(&format!("{backbone} every {every}: scores"), &s, &s0, s_tol);
+            assert_close(&format!("{backbone} every {every}: gradient"), &g, &g0, g_tol);
             assert_eq!(g.size(), x.size());
         }
         // Bad upstream vectors are still errors, and weights still get no gradient.
@@ -133,6 +143,9 @@ fn bf16_scores_and_gradients_match_f32_on_the_default_model() {
     let s32v = Vec::<f64>::try_from(s32.to_kind(Kind::Double)).unwrap();
     println!("f32 scores {s32v:.4?}");
     assert!(s32v[0] > s32v[3] && s32v[4] > s32v[7], "full dose should score above 5% dose: {s32v:?}");
+    // Acceptance thresholds of the bf16 path (README), not rounding bounds: bf16's unit roundoff
+    // 2^-8 through 6 layers bounds nothing useful. Measured on every oneDNN ISA level (AVX2 to AMX):
+    // docs/testing.md.
     assert_close("bf16 vs f32 scores", &s16, &s32, 0.02);
     let cosines: Vec<f64> = (0..8).map(|i| cosine(&g16.get(i), &g32.get(i))).collect();
     println!("gradient cosines {cosines:.5?}");

@@ -101,6 +101,9 @@ fn square_images_reconstruct_like_non_square_ones() {
         let p = ScanParams { i0: f64::INFINITY, views, ..params(1.0, views, 0) };
         let a = simulate::simulate(&square, &p).unwrap();
         let b = simulate::simulate(&wide, &p).unwrap().narrow(1, 1, 64);
+        // The same rays through f32 sampling grids built two ways: positions differ by ~u d pixels,
+        // values by that times the image's gradient (up to ~1e3 HU per pixel at edges and streaks),
+        // a few 1e-3 HU on any CPU; a wrong ray or flip moves pixels by tens of HU.
         common::assert_close(&format!("square vs direct, {views} views"), &a, &b, 0.05);
     }
 }
@@ -128,23 +131,20 @@ fn simulate_pair_matches_separate_calls_and_seeds_reproduce() {
     let hu = phantom::phantom(1, 64);
     let p = params(0.25, 180, 42);
     let (low, reference) = simulate::simulate_pair(&hu, &p).unwrap();
-    common::assert_close(
-        "pair reference",
-        &reference,
-        &simulate::reconstruct_reference(&hu, &p).unwrap(),
-        1e-3,
-    );
-    common::assert_close("pair low dose", &low, &simulate::simulate(&hu, &p).unwrap(), 1e-3);
+    // Run together or apart, the f32 reconstructions may take other kernels (batched FFTs, grid
+    // samples): within twice the f32 rounding of sums of up to 180 views or 256 filter taps, through
+    // projection, filter, back-projection and the log (4 layers), at the HU scale.
+    let tol = |t: &Tensor| 2.0 * common::rounding_tol(Kind::Float, 256, 4, common::max_abs(t));
+    let separate = simulate::reconstruct_reference(&hu, &p).unwrap();
+    common::assert_close("pair reference", &reference, &separate, tol(&separate));
+    let separate = simulate::simulate(&hu, &p).unwrap();
+    common::assert_close("pair low dose", &low, &separate, tol(&separate));
     let other = simulate::simulate(&hu, &ScanParams { seed: Some(43), ..p.clone() }).unwrap();
     assert!(common::max_abs_diff(&low, &other) > 1.0, "another seed gives other noise");
     // Views that do not divide the full views are projected separately.
     let (low, _) = simulate::simulate_pair(&hu, &ScanParams { views: 100, ..p.clone() }).unwrap();
-    common::assert_close(
-        "pair 100 views",
-        &low,
-        &simulate::simulate(&hu, &ScanParams { views: 100, ..p }).unwrap(),
-        1e-3,
-    );
+    let separate = simulate::simulate(&hu, &ScanParams { views: 100, ..p }).unwrap();
+    common::assert_close("pair 100 views", &low, &separate, tol(&separate));
 }
 
 #[test]

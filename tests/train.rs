@@ -33,9 +33,10 @@ fn ranking_loss_matches_a_hand_computation_and_its_gradient() {
         }
     }
     let want = total / pairs;
-    assert!((want - 1.2200950).abs() < 1e-6, "hand value {want}");
+    assert!((want - 1.2200950).abs() < 1e-6, "hand value {want}"); // the 8 digits written down
     let pred = Tensor::from_slice(&p).set_requires_grad(true);
     let loss = ranking_loss(&pred, &Tensor::from_slice(&y), tau, 0.0);
+    // f64 tensors against the f64 loop: a few ulps of values ~1 (3 pairs; softplus, sigmoid).
     assert!((loss.double_value(&[]) - want).abs() < 1e-12);
     loss.backward();
     for (k, g) in grad.iter().enumerate() {
@@ -58,6 +59,7 @@ fn a_batch_without_untied_pairs_gives_zero_not_nan() {
 
 #[test]
 fn cosine_schedule_values() {
+    // Scalar f64 (libm cos): within an ulp or two of 1e-3 (~2e-19) on any CPU.
     assert_eq!(cosine_lr(1e-3, 0, 100), 1e-3);
     assert!((cosine_lr(1e-3, 50, 100) - 5e-4).abs() < 1e-15);
     assert!(
@@ -303,12 +305,14 @@ fn adamw_keeps_f32_master_weights_for_bf16_parameters() {
     let mut opt = AdamW::new(vec![("p".into(), p.shallow_clone())], 0.0);
     run(&mut opt, &p, 100);
     let v = p.double_value(&[0]);
+    // bf16's spacing near 0.9 is 2^-8 (0.0039): the master's value rounds to within half of it, plus
+    // Adam's early steps (~1e-3 off); elementwise f32 ops, correctly rounded on any CPU.
     assert!((v - 0.9).abs() < 0.006, "100 steps of 1e-3 from 1 should reach about 0.9 (bf16), got {v}");
     let state: std::collections::HashMap<String, Tensor> = opt.state().into_iter().collect();
     let master = state.get("w.p").expect("the master copy is saved with the moments");
     assert_eq!(master.kind(), Kind::Float);
-    assert!((master.double_value(&[0]) - 0.9).abs() < 1e-3);
-    // Resume: a new optimizer over a copy of the parameter, restored from the state, takes the same steps.
+    assert!((master.double_value(&[0]) - 0.9).abs() < 1e-3); // Adam's step is lr up to its bias correction
+                                                             // Resume: a new optimizer over a copy of the parameter, restored from the state, takes the same steps.
     let q = p.detach().copy().set_requires_grad(true);
     let mut resumed = AdamW::new(vec![("p".into(), q.shallow_clone())], 0.0);
     resumed.load_state(&state, opt.step).unwrap();

@@ -2,8 +2,8 @@
 //  1. scores every frame of the given float32 .npy files (values in the model's input space) and
 //     prints them as CSV (path,frame,score), the format of `ldctq score --format csv`;
 //  2. checks the gradient: the vector-Jacobian product of a float64 model on a float64 DLPack
-//     tensor against central differences, and the float32 host gradient against a directional
-//     finite difference;
+//     tensor against central differences, and the float32 host gradient against the float64
+//     model's (finite differences of a float32 function would mostly measure its rounding);
 //  3. runs a few steps of gradient ascent on the quality of a noisy copy of the first image,
 //     printing the score as it rises.
 // Exit status 0 only if every check passes.
@@ -52,28 +52,40 @@ bool check_grad_f64(const std::string& model_dir, const NpyImages& im) {
         worst = std::max(worst, err);
         std::fprintf(stderr, "  f64 pixel %zu: vjp %.9e, central difference %.9e, rel err %.1e\n", k, grad[k], fd, err);
     }
+    // float64: truncation (eps^2 times the third derivative, ~1e-12) and rounding (u |f| / eps, ~1e-9)
+    // stay far below 1e-5 of the 1e-3 floor on any CPU; a wrong gradient shows as >= 1e-3.
     const bool ok = worst < 1e-5;
     std::fprintf(stderr, "gradient check (float64 DLPack vs central differences): %s\n", ok ? "ok" : "FAILED");
     return ok;
 }
 
-// Directional derivative of the float32 host path: <grad, d> against (s(x + e d) - s(x - e d)) / 2e.
-bool check_grad_f32(ldctq::Model& model, const NpyImages& im) {
+// The float32 host gradient against the float64 model's on the same image.
+bool check_grad_f32(ldctq::Model& model, const std::string& model_dir, const NpyImages& im) {
     const std::size_t px = im.h * im.w;
-    std::vector<float> x(im.data.begin(), im.data.begin() + px), d(px), xp(px), xm(px);
-    std::mt19937 rng(3);
-    std::normal_distribution<float> normal(0.f, 1.f);
-    for (auto& v : d) v = normal(rng);
+    std::vector<float> x(im.data.begin(), im.data.begin() + px);
     auto r = model.score_grad(x.data(), 1, im.h, im.w);
-    double analytic = 0;
-    for (std::size_t k = 0; k < px; k++) analytic += double(r.grad[k]) * d[k];
-    const float eps = 1e-2f;
-    for (std::size_t k = 0; k < px; k++) xp[k] = x[k] + eps * d[k], xm[k] = x[k] - eps * d[k];
-    const double fd = (model.score(xp.data(), 1, im.h, im.w)[0] - model.score(xm.data(), 1, im.h, im.w)[0]) / (2 * eps);
-    const double err = std::abs(fd - analytic) / std::max(std::abs(analytic), 1e-3);
-    const bool ok = err < 2e-2;
-    std::fprintf(stderr, "gradient check (float32 host, directional): <grad, d> %.6e, finite difference %.6e, rel err %.1e: %s\n",
-                 analytic, fd, err, ok ? "ok" : "FAILED");
+    ldctq_model_options opts = ldctq::default_options();
+    opts.dtype = LDCTQ_DTYPE_FLOAT64;
+    ldctq::Model model64 = ldctq::Model::open(model_dir, opts);
+    std::vector<double> x64(x.begin(), x.end()), grad64(px);
+    int64_t shape[3] = {1, int64_t(im.h), int64_t(im.w)};
+    const DLDevice cpu{kDLCPU, 0};
+    const DLDataType f64{kDLFloat, 64, 1};
+    DLTensor xt = ldctq::dl_view(x64.data(), cpu, f64, 3, shape);
+    DLTensor gt = ldctq::dl_view(grad64.data(), cpu, f64, 3, shape);
+    model64.score_grad(xt, gt);
+    double diff = 0, gmax = 0;
+    for (std::size_t k = 0; k < px; k++) {
+        diff = std::max(diff, std::abs(double(r.grad[k]) - grad64[k]));
+        gmax = std::max(gmax, std::abs(grad64[k]));
+    }
+    // float32 rounding of an input gradient, whatever kernels the CPU runs, for models up to
+    // MedSigLIP-448's size: 8 u sqrt(k) depth (tests/common/mod.rs's rounding_tol) with sums of
+    // k = 4304 and 2 x 40 layers is 2.5e-3 of max |g|.
+    const double tol = 8 * 0x1p-24 * std::sqrt(4304.0) * 80 * gmax;
+    const bool ok = diff <= tol;
+    std::fprintf(stderr, "gradient check (float32 host vs float64 model): max |diff| %.2e, bound %.2e: %s\n", diff, tol,
+                 ok ? "ok" : "FAILED");
     return ok;
 }
 
@@ -140,7 +152,7 @@ int main(int argc, char** argv) {
         }
         std::fprintf(stderr, "gradient checks and ascent on %s\n", files[mid].c_str());
         bool ok = check_grad_f64(model_dir, images[mid]);
-        ok = check_grad_f32(model, images[mid]) && ok;
+        ok = check_grad_f32(model, model_dir, images[mid]) && ok;
         ok = ascend(model, images[mid], steps) && ok;
         // Errors come back as exceptions carrying the status and the message.
         try {

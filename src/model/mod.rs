@@ -30,6 +30,17 @@ use std::cell::RefCell;
 use std::path::Path;
 use tch::{nn, Kind, Tensor};
 
+/// Preprocessing, prompt embedding, FiLM, pooling, heads and scores are f32 (f64 for an f64 model),
+/// also for a bf16 vision tower: the heads are small, and the texture pooling's max selects tokens, so
+/// its gradient needs the tokens' values as exact as the tower gives them.
+fn output_kind(weights: Kind) -> Kind {
+    if weights == Kind::Double {
+        Kind::Double
+    } else {
+        Kind::Float
+    }
+}
+
 /// The intermediate tensors of one forward pass (paper notation).
 #[derive(Debug)]
 pub struct Stages {
@@ -96,7 +107,7 @@ impl QualityModel {
             dropout: config.dropout,
         };
         let heads = Heads::new(heads_vs.root(), &heads_cfg)?;
-        let prompts = RefCell::new(PromptEncoder::new(backbone));
+        let prompts = RefCell::new(PromptEncoder::new(backbone, output_kind(at.kind)));
         Ok(Self {
             config,
             vision,
@@ -208,7 +219,8 @@ impl QualityModel {
         Ok(())
     }
 
-    /// z_t: the L2-normalized text features of the current prompt, (d_t), f32 on CPU.
+    /// z_t: the L2-normalized text features of the current prompt, (d_t), on CPU, f32 (f64 for an f64
+    /// model).
     pub fn prompt_embedding(&self) -> Result<Tensor> {
         self.prompts.borrow_mut().z_t(&self.config.prompt)
     }
@@ -231,15 +243,9 @@ impl QualityModel {
         Ok((g, b))
     }
 
-    /// Preprocessing, FiLM, pooling, heads and scores are f32 (f64 for an f64 model), also for a bf16
-    /// vision tower: the heads are small, and the texture pooling's max selects tokens, so its
-    /// gradient needs the tokens' values as exact as the tower gives them.
+    /// The dtype of preprocessing, prompt, FiLM, pooling, heads and scores (see [`output_kind`]).
     fn output_kind(&self) -> Kind {
-        if self.placement.kind == Kind::Double {
-            Kind::Double
-        } else {
-            Kind::Float
-        }
+        output_kind(self.placement.kind)
     }
 
     /// Every stage of the forward pass, from `pixel_values` to the score (for tests and inspection).

@@ -21,7 +21,55 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
-/// llm.c-style check: same shape and max |a - b| <= tol, printing the first values and the max diff.
+/// Max |t| over all elements, in f64.
+pub fn max_abs(t: &Tensor) -> f64 {
+    t.to_device(tch::Device::Cpu).to_kind(Kind::Double).abs().max().double_value(&[])
+}
+
+/// Unit roundoff u of a floating-point dtype: a value rounded to it is off by at most u relatively.
+pub fn unit_roundoff(kind: Kind) -> f64 {
+    match kind {
+        Kind::Double => 2f64.powi(-53),
+        Kind::Float => 2f64.powi(-24),
+        Kind::Half => 2f64.powi(-11),
+        Kind::BFloat16 => 2f64.powi(-8),
+        k => panic!("no unit roundoff for {k:?}"),
+    }
+}
+
+/// Safety factor of [`rounding_tol`]. Rounding errors of a sum of k terms stay below λ sqrt(k) u of
+/// its terms' magnitude except with probability 2 exp(-λ²/2) (Higham and Mary, "A new approach to
+/// probabilistic rounding error analysis", 2019): λ = 8 puts a failure beyond 1e-13 per sum, and also
+/// covers the small constants of layer norm, softmax, GELU and the heads' calibrated gains (measured
+/// margins in docs/testing.md).
+pub const ROUNDING_C: f64 = 8.0;
+
+/// How far a computation carried out in `kind` may land from its exact value, whatever kernels (AVX2,
+/// AVX-512, AMX, any thread count) carry it out: `ROUNDING_C * u * sqrt(k) * depth * scale`.
+///
+/// - `kind`: the precision the values are rounded to (u = [`unit_roundoff`]);
+/// - `k`: the longest sum accumulated in that precision (a dot product's length, an attention's
+///   token count); 1 where each value is rounded once and sums accumulate in a wider type (bf16 weights
+///   or activations with f32 accumulation);
+/// - `depth`: how many layers the rounding errors pass through and add up in;
+/// - `scale`: the magnitude of the values compared (usually the max |value| of the exact result).
+///
+/// Two runs of the same computation on different CPUs each stay within this of the exact value, so
+/// tests compare against float64 expectations (the exact value to about 1e-15) with it, never against
+/// another machine's float32 rounding.
+pub fn rounding_tol(kind: Kind, k: i64, depth: i64, scale: f64) -> f64 {
+    assert!(k >= 1 && depth >= 1 && scale > 0.0, "rounding_tol(k {k}, depth {depth}, scale {scale})");
+    ROUNDING_C * unit_roundoff(kind) * (k as f64).sqrt() * depth as f64 * scale
+}
+
+/// [`assert_close`] with [`rounding_tol`] of a computation in `kind` (longest sum `k`, `depth`
+/// layers) at the scale of `want` (its max |value|).
+pub fn assert_rounding_close(label: &str, got: &Tensor, want: &Tensor, kind: Kind, k: i64, depth: i64) {
+    assert_close(label, got, want, rounding_tol(kind, k, depth, max_abs(want)));
+}
+
+/// llm.c-style check: same shape and max |a - b| <= tol, printing the first values, the max diff and
+/// its ratio to the tolerance.
 pub fn assert_close(label: &str, got: &Tensor, want: &Tensor, tol: f64) {
     assert_eq!(got.size(), want.size(), "{label}: shape");
     let diff = max_abs_diff(got, want);
@@ -30,7 +78,11 @@ pub fn assert_close(label: &str, got: &Tensor, want: &Tensor, tol: f64) {
         let n = flat.size()[0].min(5);
         Vec::<f64>::try_from(flat.narrow(0, 0, n)).unwrap()
     };
-    println!("{label:<40} maxdiff {diff:.3e}");
+    if tol > 0.0 {
+        println!("{label:<44} maxdiff {diff:.3e}  tol {tol:.1e}  ({:.3} of tol)", diff / tol);
+    } else {
+        println!("{label:<44} maxdiff {diff:.3e}  (exact)");
+    }
     assert!(
         diff <= tol,
         "{label}: max abs diff {diff:.3e} > {tol:e}\n  got  {:?}\n  want {:?}",
@@ -60,3 +112,115 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 pub mod bench;
+
+/// The size of a SigLIP tower's computation as [`rounding_tol`] takes it, and the depth of each of
+/// its outputs.
+pub struct SiglipSize {
+    /// The longest sum: the patch embedding (3 p^2), the widths and MLP widths, the 64 text
+    /// positions, and `tokens`, the most image tokens an attention sums over.
+    pub k: i64,
+    pub vision_layers: i64,
+    pub text_layers: i64,
+}
+
+impl SiglipSize {
+    /// Of the backbone folder `dir`, for images of up to `tokens` patches.
+    pub fn of(dir: &std::path::Path, tokens: i64) -> Self {
+        let config = ldctq::config::SiglipConfig::from_file(&dir.join("config.json")).unwrap();
+        let (v, t) = (&config.vision_config, &config.text_config);
+        let k = [
+            3 * v.patch_size * v.patch_size,
+            v.hidden_size,
+            v.intermediate_size,
+            tokens,
+            t.hidden_size,
+            t.intermediate_size,
+            t.max_position_embeddings,
+        ];
+        Self {
+            k: k.into_iter().max().unwrap(),
+            vision_layers: v.num_hidden_layers,
+            text_layers: t.num_hidden_layers,
+        }
+    }
+
+    /// `hidden_states[i]` of the vision tower: the patch embedding and i layers.
+    pub fn vision_hidden(&self, i: i64) -> i64 {
+        i + 1
+    }
+
+    /// The vision tower's post-layer-norm tokens.
+    pub fn vision_last(&self) -> i64 {
+        self.vision_layers + 2
+    }
+
+    /// The MAP head's output (attention, then layer norm and MLP).
+    pub fn vision_pooled(&self) -> i64 {
+        self.vision_last() + 2
+    }
+
+    /// `hidden_states[i]` of the text tower: the embeddings and i layers.
+    pub fn text_hidden(&self, i: i64) -> i64 {
+        i + 1
+    }
+
+    /// The text tower's final-layer-norm states.
+    pub fn text_last(&self) -> i64 {
+        self.text_layers + 2
+    }
+
+    /// The head's projection of the last position.
+    pub fn text_pooled(&self) -> i64 {
+        self.text_last() + 1
+    }
+}
+
+/// The size of a quality model's computation (backbone, FiLM, pooling, heads, fusion) as
+/// [`rounding_tol`] takes it, and the depth of each stage: the layers its rounding passes through
+/// (embedding, encoder layers, final layer norm; FiLM generator 2; pooling 1; heads 2; fusion 2;
+/// sigmoid 1; the resize's two passes).
+pub struct QualitySize {
+    /// The longest sum: the backbone's ([`SiglipSize`]) or the local head's input (4 d).
+    pub k: i64,
+    pub resize: i64,
+    pub tokens: i64,
+    pub z_t: i64,
+    pub film: i64,
+    pub tokens_film: i64,
+    pub pooled: i64,
+    pub y: i64,
+    pub logit: i64,
+    pub score: i64,
+}
+
+impl QualitySize {
+    /// Of a model on the backbone folder `backbone`, for images of `tokens` patches.
+    pub fn of(backbone: &std::path::Path, tokens: i64) -> Self {
+        let siglip = SiglipSize::of(backbone, tokens);
+        let config = ldctq::config::SiglipConfig::from_file(&backbone.join("config.json")).unwrap();
+        let k = siglip.k.max(4 * config.vision_config.hidden_size);
+        let (tokens, z_t) = (siglip.vision_last(), siglip.text_pooled() + 1);
+        let film = z_t + 2;
+        let tokens_film = tokens.max(film) + 1;
+        let pooled = tokens_film + 1;
+        let y = pooled + 2;
+        let logit = y + 2;
+        Self { k, resize: 2, tokens, z_t, film, tokens_film, pooled, y, logit, score: logit + 1 }
+    }
+
+    /// From the raw images to the scores.
+    pub fn end_to_end(&self) -> i64 {
+        self.resize + self.score
+    }
+
+    /// Two float64 runs of the scores that may take different kernels or graphs: each within
+    /// [`rounding_tol`] of the exact value.
+    pub fn f64_scores_tol(&self, scale: f64) -> f64 {
+        2.0 * rounding_tol(Kind::Double, self.k, self.end_to_end(), scale)
+    }
+
+    /// Two float64 runs of the input gradient: the backward pass goes through every layer again.
+    pub fn f64_grad_tol(&self, scale: f64) -> f64 {
+        2.0 * rounding_tol(Kind::Double, self.k, 2 * self.end_to_end(), scale)
+    }
+}
