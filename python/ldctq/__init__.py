@@ -80,7 +80,7 @@ class QualityModel:
     def __init__(self, path: PathLike, device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32):
         if dtype not in _DTYPES:
             raise errors.InvalidInputError(f"dtype {dtype}: expected one of {', '.join(map(str, _DTYPES))}")
-        self._model = _ldctq.Model(os.fspath(path), str(torch.device(device)), _DTYPES[dtype])
+        self._model = _ldctq.Model(os.fspath(path), str(device), _DTYPES[dtype])
 
     @property
     def info(self) -> ModelInfo:

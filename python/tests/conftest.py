@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+# The models are tiny: one libtorch thread is faster than the pool's overhead.
+torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 #: [0, 1] input, FiLM off, 16 x 16; HU input, FiLM 0.7 with its own prompt, 35 x 35.

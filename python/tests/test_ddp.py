@@ -27,5 +27,8 @@ def test_ddp_gradients_equal_a_single_process(tmp_path):
     single = ddp_denoiser.single_process_grads(Namespace(model=str(SEQ_MODEL), batch=6, quality_weight=0.1))
     for a, b, want in zip(ranks[0], ranks[1], single):
         torch.testing.assert_close(a, b, rtol=0, atol=0)  # all-reduced: the same on every rank
-        torch.testing.assert_close(a, want, rtol=1e-5, atol=1e-8)
+        # Equal to float32 rounding (the sums run in another order), relative to the gradient's size.
+        scale = want.abs().max().item()
+        print(f"max |ddp - single| {(a - want).abs().max().item():.2e} of max |grad| {scale:.2e}")
+        torch.testing.assert_close(a, want, rtol=1e-4, atol=1e-5 * scale)
     assert any(g.abs().sum() > 0 for g in single)
