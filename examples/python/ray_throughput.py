@@ -4,7 +4,8 @@
 
 Generates --slices float32 [0, 1] TIFF slices, scores them in this process (one libtorch thread, and
 all threads), then on a local Ray cluster with 1 and 2 actors of one CPU each; prints images/s. The Ray
-figures are end to end: actors starting and loading the model included (printed separately too).
+figures are end to end (actors starting and loading the model included); "steady" discounts the time of
+a run over one batch per worker (mostly that start-up).
 """
 
 import argparse
@@ -34,13 +35,12 @@ def single_process(model, paths, batch, threads):
     torch.set_num_threads(threads)
     start = time.perf_counter()
     m = ldctq.QualityModel(model)
-    loaded = time.perf_counter()
     scores = []
     with torch.no_grad():
         for i in range(0, len(paths), batch):
             scores.append(m.score(torch.stack([m.read(p)[0] for p in paths[i : i + batch]])))
     end = time.perf_counter()
-    return torch.cat(scores).double().numpy(), end - start, loaded - start
+    return torch.cat(scores).double().numpy(), end - start
 
 
 def main():
@@ -59,25 +59,29 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_slices(tmp, args.slices, args.size)
         rows = []
-        ref, t, load = single_process(args.model, paths, args.batch, 1)
-        rows.append(("single process, 1 thread", t, load, 0.0))
+        ref, t = single_process(args.model, paths, args.batch, 1)
+        rows.append(("single process, 1 thread", t, None, 0.0))
         threads = os.cpu_count() or 1
-        _, t, load = single_process(args.model, paths, args.batch, threads)
-        rows.append((f"single process, {threads} threads", t, load, 0.0))
+        _, t = single_process(args.model, paths, args.batch, threads)
+        rows.append((f"single process, {threads} threads", t, None, 0.0))
         ray.init(num_cpus=max(workers), include_dashboard=False, log_to_driver=False)
         try:
             for w in workers:
                 start = time.perf_counter()
+                ldctq.ray.score_dataset(paths[: w * args.batch], args.model, num_workers=w, batch_size=args.batch)
+                startup = time.perf_counter() - start
+                start = time.perf_counter()
                 df = ldctq.ray.score_dataset(paths, args.model, num_workers=w, batch_size=args.batch)
                 t = time.perf_counter() - start
                 diff = float(np.abs(df["score"].to_numpy() - ref).max())
-                rows.append((f"ray, {w} worker(s) x 1 thread", t, float("nan"), diff))
+                rows.append((f"ray, {w} worker(s) x 1 thread", t, startup, diff))
         finally:
             ray.shutdown()
     print(f"{args.slices} slices of {args.size} x {args.size}, batch {args.batch}, model {args.model}")
-    print(f"{'run':<32} {'seconds':>8} {'images/s':>9} {'max |diff|':>11}")
-    for name, t, _load, diff in rows:
-        print(f"{name:<32} {t:>8.2f} {args.slices / t:>9.1f} {diff:>11.1e}")
+    print(f"{'run':<32} {'seconds':>8} {'images/s':>9} {'steady':>8} {'max |diff|':>11}")
+    for name, t, startup, diff in rows:
+        steady = "" if startup is None else f"{args.slices / max(t - startup, 1e-9):.1f}"
+        print(f"{name:<32} {t:>8.2f} {args.slices / t:>9.1f} {steady:>8} {diff:>11.1e}")
 
 
 if __name__ == "__main__":

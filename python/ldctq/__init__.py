@@ -82,10 +82,17 @@ class QualityModel:
             raise errors.InvalidInputError(f"dtype {dtype}: expected one of {', '.join(map(str, _DTYPES))}")
         self._model = _ldctq.Model(os.fspath(path), str(device), _DTYPES[dtype])
 
+    def __reduce__(self):
+        """Pickled as what reloads it (folder, device, dtype, prompt, FiLM strength): for
+        multiprocessing, torch.distributed spawning and Ray."""
+        i = self.info
+        return (_reload, (i.path, str(i.device), i.dtype, i.prompt, i.film_strength))
+
     @property
     def info(self) -> ModelInfo:
         """Input space, window, image size, score range, device, dtype, prompt and FiLM strength."""
         d = self._model.info()
+        d["path"] = os.fspath(d["path"])
         d["device"] = torch.device(d["device"])
         d["dtype"] = getattr(torch, d["dtype"])
         return ModelInfo(**d)
@@ -144,6 +151,14 @@ class QualityModel:
         return f"QualityModel({i.path!r}, device={str(i.device)!r}, dtype={i.dtype}, input={i.input!r})"
 
 
+def _reload(path, device, dtype, prompt, film_strength) -> QualityModel:
+    model = QualityModel(path, device, dtype)
+    if model.prompt != prompt:
+        model.prompt = prompt
+    model.film_strength = film_strength
+    return model
+
+
 class _Score(torch.autograd.Function):
     """The score as an autograd node. Each image's score depends on that image only, so the forward pass
     computes the scores and their per-image gradients with the library's vector-Jacobian product (ones
@@ -194,9 +209,10 @@ class QualityLoss(torch.nn.Module):
             raise errors.InvalidInputError(f"reduction {reduction!r}: expected 'mean', 'sum' or 'none'")
         self.model = model if isinstance(model, QualityModel) else QualityModel(model, device, dtype)
         self.reduction = reduction
+        self._best = self.model.info.score_range[1]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        per_image = self.model.info.score_range[1] - self.model.score(images)
+        per_image = self._best - self.model.score(images)
         if self.reduction == "mean":
             return per_image.mean()
         if self.reduction == "sum":

@@ -27,12 +27,17 @@ _LDCTIQA = (-300.0, 1400.0)
 class _Scorer:
     """A Ray Data actor: one model, loaded once; scores the rows of each batch."""
 
-    def __init__(self, model: str, device: str, dtype: torch.dtype, threads: int, raw_as: Optional[str], kind: str):
+    def __init__(self, model: str, settings, device: str, dtype: torch.dtype, threads: int, raw_as, kind: str):
         if threads > 0:
             torch.set_num_threads(threads)
         if device.startswith("cuda"):
             device = "cuda"  # Ray hands each actor its own GPU (CUDA_VISIBLE_DEVICES)
         self.model = ldctq.QualityModel(model, device=device, dtype=dtype)
+        if settings is not None:
+            prompt, film_strength = settings
+            if self.model.prompt != prompt:
+                self.model.prompt = prompt
+            self.model.film_strength = film_strength
         self.input = self.model.info.input
         self.raw_as = raw_as
         self.kind = kind
@@ -113,11 +118,20 @@ def _run(ds, kind: str, model, num_workers: int, batch_size: int, device: str, d
     if num_workers < 1 or batch_size < 1:
         raise ldctq.errors.InvalidInputError("num_workers and batch_size must be at least 1")
     gpu = str(device).startswith("cuda")
-    model_path = model.info.path if isinstance(model, ldctq.QualityModel) else os.fspath(model)
+    if isinstance(model, ldctq.QualityModel):
+        model_path, settings = model.info.path, (model.prompt, model.film_strength)
+    else:
+        model_path, settings = os.fspath(model), None
     return ds.map_batches(
         _Scorer,
         fn_constructor_kwargs=dict(
-            model=model_path, device=str(device), dtype=dtype, threads=threads, raw_as=raw_as, kind=kind
+            model=os.path.abspath(model_path),
+            settings=settings,
+            device=str(device),
+            dtype=dtype,
+            threads=threads,
+            raw_as=raw_as,
+            kind=kind,
         ),
         batch_size=batch_size,
         batch_format="numpy",
@@ -143,7 +157,7 @@ def score_dataset(
     Args:
         paths_or_dataset: files or folders, or a ``ray.data.Dataset`` with a ``path`` column.
         model: a model or ensemble folder (each actor loads it), or a :class:`ldctq.QualityModel`
-            (its folder is used; prompt and FiLM strength come from the folder).
+            (each actor loads its folder, with its prompt and FiLM strength).
         num_workers: actors, each holding one model (one GPU each when ``device`` is CUDA).
         batch_size: files per batch handed to an actor.
         device: "cpu" or "cuda"; dtype: precision of the weights.
@@ -164,9 +178,12 @@ def score_dataset(
         files.extend(ldctq.list_images(p) if os.path.isdir(p) else [p])
     if not files:
         raise ldctq.errors.InvalidInputError("no image files to score")
-    ds = _dataset([{"index": i, "path": f} for i, f in enumerate(files)])
+    # Workers get absolute paths (their working folder may differ); the result names files as given.
+    ds = _dataset([{"index": i, "path": os.path.abspath(f)} for i, f in enumerate(files)])
     df = _run(ds, "files", model, num_workers, batch_size, device, dtype, threads_per_worker, raw_as)
-    return df.sort_values(["index", "frame"]).drop(columns="index").reset_index(drop=True)
+    df = df.sort_values(["index", "frame"]).reset_index(drop=True)
+    df["path"] = [files[i] for i in df["index"]]
+    return df.drop(columns="index")
 
 
 def score_benchmark(
@@ -193,7 +210,7 @@ def score_benchmark(
         ``score_input``, ``score_reference`` (when the set has references) and ``score_<method>``: the
         columns of ``per_image.csv``, unrounded.
     """
-    root, samples = _ldctq.open_dataset(os.fspath(data))
+    root, samples = _ldctq.open_dataset(os.path.abspath(data))
     root = str(root)
     samples = samples[: len(samples) if limit is None else limit]
     if not samples:
@@ -208,7 +225,7 @@ def score_benchmark(
         for method, folder in (outputs or {}).items():
             stem = os.path.splitext(os.path.basename(path))[0]
             name = f"{stem}_{frame}.tif" if frame > 0 else f"{stem}.tif"
-            row["source_" + method] = os.path.join(os.fspath(folder), name)
+            row["source_" + method] = os.path.join(os.path.abspath(folder), name)
         rows.append(row)
     df = _run(_dataset(rows), "bench", model, num_workers, batch_size, device, dtype, threads_per_worker, raw_as)
     df = df.sort_values("index").reset_index(drop=True)
@@ -216,7 +233,7 @@ def score_benchmark(
 
     head = pd.DataFrame(
         {
-            "file": [os.path.relpath(str(s[0]), root) for s in samples],
+            "file": [_relative(str(s[0]), root) for s in samples],
             "frame": [s[1] for s in samples],
             "label": [s[2] for s in samples],
         }
@@ -224,6 +241,12 @@ def score_benchmark(
     scores = df[[c for c in df.columns if c.startswith("score_")]]
     order = ["score_input"] + (["score_reference"] if has_refs else []) + [f"score_{m}" for m in (outputs or {})]
     return pd.concat([head, scores[order]], axis=1)
+
+
+def _relative(path: str, root: str) -> str:
+    """`path` below `root` as the benchmark names it: relative when inside, else as it is."""
+    inside = os.path.commonpath([path, root]) == root
+    return os.path.relpath(path, root) if inside else path
 
 
 __all__ = ["score_dataset", "score_benchmark"]

@@ -2,6 +2,7 @@
 shapes, ensembles), a denoiser trained through the loss, the settings, and memory over many calls."""
 
 import json
+import pickle
 import resource
 
 import pytest
@@ -114,6 +115,15 @@ def test_prompt_and_film_strength(images):
     m.score(x).sum().backward()
     m.set_activation_checkpointing(0)
     torch.testing.assert_close(x.grad, m.score_and_grad(hu)[1], rtol=1e-5, atol=1e-8)
+
+
+def test_pickled_models_reload_with_their_settings(images):
+    m = ldctq.QualityModel(HU_MODEL, dtype=torch.float64)
+    m.prompt, m.film_strength = "Rate this low-dose CT.", 0.3
+    copy = pickle.loads(pickle.dumps(ldctq.QualityLoss(m, reduction="none")))
+    assert (copy.model.prompt, copy.model.film_strength, copy.model.info.dtype) == (m.prompt, 0.3, torch.float64)
+    hu = images * 1400 - 1000
+    torch.testing.assert_close(copy(hu), 4 - m.score(hu), rtol=0, atol=0)
 
 
 def test_a_denoiser_trains_with_the_loss():
