@@ -59,8 +59,8 @@ fn identity(p: &Provenance) -> serde_json::Value {
 ///
 /// # Errors
 /// Shards that are not the complete set `0/N .. N-1/N` of one benchmark: a missing or repeated shard,
-/// a shard whose size is not its [`Shard::range`], or shards that differ in options, model, data,
-/// denoisers, precision, ldctq version or methods.
+/// a shard whose size is not its [`range`](crate::data::Shard::range), or shards that differ in
+/// options, model, data, denoisers, precision, ldctq version or methods.
 pub fn merge(mut shards: Vec<(BenchRun, Provenance)>) -> Result<(BenchRun, Provenance)> {
     let bad = |msg: String| Error::InvalidInput(format!("bench merge: {msg}"));
     let shard_of = |p: &Provenance| {
