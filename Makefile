@@ -9,7 +9,7 @@ export LDCTQ_PYTHON := $(CURDIR)/.venv/bin/python
 CARGO ?= cargo
 LDCTQ := target/debug/ldctq
 
-.PHONY: setup build test demo fixtures bench lint install
+.PHONY: setup build test demo fixtures bench lint install python
 
 setup:
 	@venv=$$(bash scripts/setup.sh) && ln -sfn "$$venv" .venv
@@ -20,15 +20,24 @@ build: setup
 test: setup
 	$(CARGO) test --workspace
 	bash scripts/test_ffi.sh
+	$(MAKE) python
+	.venv/bin/python -m pytest -q -p no:cacheprovider python/tests
+
+# The Python package `ldctq` (PyO3 extension over the library, built by maturin) into .venv, whose
+# torch it links against; its own Cargo workspace (python/Cargo.toml), sharing target/.
+python: setup
+	.venv/bin/pip install -q --no-build-isolation ./python
 
 # The gates CI runs before the tests: formatting, clippy (default features and the lean library that
-# libldctq links), rustdoc, all with warnings denied.
+# libldctq links; the Python extension's own workspace), rustdoc, all with warnings denied.
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p ldctq --no-default-features --lib -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p ldctq
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p ldctq-ffi
+	$(CARGO) fmt --manifest-path python/Cargo.toml -- --check
+	$(CARGO) clippy --manifest-path python/Cargo.toml --all-targets -- -D warnings
 
 # libldctq for C and C++ users (scripts/install.sh): the shared and static library, the headers,
 # ldctq.pc and the CMake package (find_package(ldctq); ldctq::ldctq, ldctq::ldctq_static).

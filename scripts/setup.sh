@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a virtualenv with torch==2.11.0 (libtorch for tch), numpy, pydicom and
 # pydicom-data, plus transformers/tokenizers/safetensors/scipy/torchmetrics for fixture generators,
-# and cmake (builds the C++ example against `make install`'s CMake package in scripts/test_ffi.sh).
+# cmake (builds the C++ example against `make install`'s CMake package in scripts/test_ffi.sh), and
+# for the Python package (python/): maturin (its build backend), pytest and Ray Data (ldctq.ray).
 # Cached per user, keyed by the torch version, so fresh clones and CI reuse it.
 set -euo pipefail
 TORCH_VERSION=2.11.0
 CACHE="${LDCTQ_CACHE:-$HOME/.cache/ldctq}"
 VENV="$CACHE/venv-torch-$TORCH_VERSION"
-STAMP="$VENV/.ldctq-setup-v3"
+STAMP="$VENV/.ldctq-setup-v4"
 PY="${PYTHON:-python3}"
 
 if [ -f "$STAMP" ]; then
@@ -21,6 +22,7 @@ fi
 "$VENV/bin/python" -m pip install -q --no-cache-dir --upgrade pip >&2
 "$VENV/bin/python" -m pip install -q --no-cache-dir "torch==$TORCH_VERSION" >&2
 "$VENV/bin/python" -m pip install -q --no-cache-dir numpy scipy pydicom pydicom-data safetensors tokenizers \
-  "transformers==5.24.0" "torchmetrics==1.9.0" pillow tifffile cmake >&2
+  "transformers==5.24.0" "torchmetrics==1.9.0" pillow tifffile cmake \
+  maturin pytest "ray[data]" >&2
 touch "$STAMP"
 echo "$VENV"

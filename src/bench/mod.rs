@@ -7,7 +7,8 @@
 //! [`summarize`] the statistics ([`Summary`]) and [`write_reports`] the files: `per_image.csv`,
 //! `summary.md`, `summary.csv`, `summary.json` and, with the `plots` feature, plots (`scores.png`/`.svg`,
 //! `score_vs_dose.png`/`.svg` when the set has a `meta.json` with doses, `score_vs_psnr.png`/`.svg` when
-//! it has references). [`Provenance`] records versions, hashes and options.
+//! it has references). [`Provenance`] records versions, hashes and options. A benchmark split over an
+//! array job ([`BenchOptions::shard`]) is joined again by [`read_run`] and [`merge`].
 //!
 //! Images are handled in the LDCTIQA2023 space, float32 in [0, 1] (HU through [`Window::LDCTIQA`]):
 //! that is what denoisers see (see [`crate::denoise`]); a model that expects HU gets them back in HU.
@@ -17,11 +18,13 @@
 //! test against the input and between every pair of methods (with Holm-adjusted p-values), PSNR, SSIM
 //! and VIF (mean and interval) and the Spearman correlation between the score and each of them. Every
 //! random draw derives from [`BenchOptions::seed`], so the same inputs give the same numbers.
+mod merge;
 mod provenance;
 mod report;
 mod run;
 mod stats;
 
+pub use merge::{merge, read_run};
 pub use provenance::{hash_dataset, hash_model, libtorch_version, Provenance};
 pub use report::{per_image_csv, summary_csv, summary_markdown, write_reports, Written};
 pub use run::run;
@@ -29,13 +32,14 @@ pub use stats::{
     summarize, AnatomyMeans, AnatomyRow, DoseRow, Estimate, MethodSummary, Pairwise, Summary, Test,
 };
 
+use crate::data::Shard;
 use crate::denoise::{DenoiseError, DenoiserInfo};
 use crate::window::{Space, Window};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// How a benchmark runs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchOptions {
     /// Images per batch (denoisers and the model see batches of this many images of one size).
     pub batch: usize,
@@ -51,6 +55,10 @@ pub struct BenchOptions {
     pub seed: u64,
     /// Benchmark only the first images of the set.
     pub limit: Option<usize>,
+    /// Benchmark one part of the (limited) set ([`Shard::range`] with `batch`), for an array job whose
+    /// outputs [`merge`] combines.
+    #[serde(default)]
+    pub shard: Option<Shard>,
     /// What the values of npy / integer TIFF files are; `None` refuses such files.
     #[serde(skip)]
     pub raw_as: Option<Space>,
@@ -68,6 +76,7 @@ impl Default for BenchOptions {
             bootstrap: 2000,
             seed: 0,
             limit: None,
+            shard: None,
             raw_as: None,
             save_images: None,
         }
@@ -88,7 +97,7 @@ pub enum Event<'a> {
 }
 
 /// One benchmarked image.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageRecord {
     /// Path relative to the data set's root.
     pub file: String,
@@ -107,7 +116,7 @@ pub struct ImageRecord {
 }
 
 /// What a method is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MethodKind {
     /// The low-dose image itself.
@@ -118,7 +127,7 @@ pub enum MethodKind {
 }
 
 /// Per-image results of one method, aligned with [`BenchRun::images`] (`None`: not available).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MethodRun {
     pub name: String,
     pub kind: MethodKind,
@@ -161,7 +170,7 @@ impl MethodRun {
 }
 
 /// Where the time went.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Timing {
     pub images: usize,
     pub total_seconds: f64,
@@ -180,7 +189,7 @@ pub struct Timing {
 }
 
 /// The raw results of a benchmark.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchRun {
     pub images: Vec<ImageRecord>,
     /// `input`, then `reference` (when the set has references), then the denoisers.

@@ -4,11 +4,11 @@ use crate::data::Dataset;
 use crate::denoise::{hex, sha256_file};
 use crate::error::{Error, Result};
 use crate::placement::{device_name, kind_name, Placement};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Versions, hashes, seeds and options of a run: what `summary.json` records under `"run"`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Provenance {
     pub ldctq_version: String,
     pub tch_version: String,

@@ -53,9 +53,10 @@ fn records(data: &Dataset, samples: &[Sample], opts: &BenchOptions) -> Result<Ve
         .collect()
 }
 
-/// Runs every candidate on every image of `data` (the first `opts.limit`) and scores everything with
-/// `criterion`. Images and denoisers run on `device`. A denoiser that fails (to load, on a batch, with a
-/// bad output) is recorded with its error and dropped; the others go on. `on_event` sees the progress.
+/// Runs every candidate on every image of `data` (the first `opts.limit`, of them `opts.shard`'s part)
+/// and scores everything with `criterion`. Images and denoisers run on `device`. A denoiser that fails
+/// (to load, on a batch, with a bad output) is recorded with its error and dropped; the others go on.
+/// `on_event` sees the progress.
 pub fn run(
     criterion: &dyn QualityCriterion,
     data: &Dataset,
@@ -74,6 +75,19 @@ pub fn run(
     let samples: &[Sample] = &data.samples[..opts.limit.unwrap_or(usize::MAX).min(data.samples.len())];
     if samples.is_empty() {
         return Err(Error::InvalidInput(format!("{}: no images", data.root.display())));
+    }
+    let samples = match opts.shard {
+        Some(shard) => &samples[shard.range(samples.len(), opts.batch)],
+        None => samples,
+    };
+    if samples.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "{}: shard {} has no images ({} images in batches of {})",
+            data.root.display(),
+            opts.shard.map(|s| s.to_string()).unwrap_or_default(),
+            data.samples.len().min(opts.limit.unwrap_or(usize::MAX)),
+            opts.batch
+        )));
     }
     let images = records(data, samples, opts)?;
     let n = samples.len();

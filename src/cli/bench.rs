@@ -1,33 +1,56 @@
 //! `ldctq bench`: benchmark denoisers by the no-reference score (and PSNR/SSIM where the set has
-//! references); writes per_image.csv, summary.{md,csv,json} and plots to --out.
+//! references); writes per_image.csv, summary.{md,csv,json} and plots to --out. `--shard I/N` runs one
+//! part of the set (an array job's task); `ldctq bench merge OUT SHARD_DIRS...` joins the parts.
 use super::Runtime;
 use anyhow::Context;
-use ldctq::bench::{self, BenchOptions, Event, Provenance};
+use ldctq::bench::{self, BenchOptions, Event, Provenance, Summary};
 use ldctq::criterion::QualityCriterion;
-use ldctq::data::Dataset;
+use ldctq::data::{Dataset, Shard};
 use ldctq::denoise;
 use ldctq::ensemble::Scorer;
 use ldctq::{Space, Window};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Join the output folders of `ldctq bench --shard I/N` (every I of one N, same options) into OUT:
+    /// the per_image.csv of the unsharded run, and its statistics and plots recomputed on the whole.
+    Merge {
+        /// Output folder for the joined reports.
+        out: PathBuf,
+        /// The shards' --out folders, in any order.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
     /// Model folder (ldctq.json, head.safetensors) or ensemble folder.
-    #[arg(long)]
-    model: PathBuf,
+    #[arg(long, required = true)]
+    model: Option<PathBuf>,
     /// Data set: an LDCTIQA2023-layout folder (image/, labels json, optional reference/ and meta.json),
     /// a CSV manifest (columns path, and optionally score, frame, reference), or a folder of images
     /// (e.g. a DICOM series); scores are not needed here.
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required = true)]
+    data: Option<PathBuf>,
     /// A denoiser (repeatable): a built-in (identity, gaussian, median, box, bilateral, tv) with an optional JSON config
     /// (`gaussian:{"sigma":1.5}`), a C plugin `path/lib.so[:JSON]`, or a TorchScript module `model.pt`;
     /// `LABEL=SPEC` names it in the reports.
     #[arg(long = "denoiser", value_name = "SPEC")]
     denoisers: Vec<String>,
     /// Output folder for the reports.
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required = true)]
+    out: Option<PathBuf>,
     /// Images per batch.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -48,6 +71,11 @@ pub struct Args {
     /// Only the first N images of the set.
     #[arg(long)]
     limit: Option<usize>,
+    /// Only part I of N (0 <= I < N) of the images (after --limit): contiguous parts, cut at multiples of
+    /// --batch, e.g. `--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`; join the outputs with
+    /// `ldctq bench merge`.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<Shard>,
     /// What the values of npy / integer TIFF files are: unit or hu.
     #[arg(long)]
     input: Option<Space>,
@@ -74,11 +102,38 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Some(Command::Merge { out, shards }) => merge(&out, &shards),
+        None => run_bench(args.run),
+    }
+}
+
+fn merge(out: &Path, dirs: &[PathBuf]) -> anyhow::Result<()> {
+    let shards = dirs
+        .iter()
+        .map(|d| bench::read_run(d).with_context(|| format!("reading the shard {}", d.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (result, prov) = bench::merge(shards)?;
+    let summary = bench::summarize(&result, &prov.options);
+    let written = bench::write_reports(out, &result, &summary, &prov)?;
+    if let Some(e) = written.plots_error {
+        eprintln!("warning: plots not drawn: {e}");
+    }
+    eprintln!("{} shards, {} images; reports in {}", dirs.len(), result.images.len(), out.display());
+    print_summary(&summary, out);
+    Ok(())
+}
+
+fn run_bench(args: RunArgs) -> anyhow::Result<()> {
+    // Required by clap unless `merge` is given (Options only so that `merge` parses without them).
+    let (Some(model_dir), Some(data_path), Some(out)) = (&args.model, &args.data, &args.out) else {
+        anyhow::bail!("ldctq bench needs --model, --data and --out");
+    };
     let placement = args.runtime.placement()?;
     let data =
-        Dataset::open(&args.data).with_context(|| format!("opening data set {}", args.data.display()))?;
-    let mut model = Scorer::load(&args.model, placement)
-        .with_context(|| format!("loading model {}", args.model.display()))?;
+        Dataset::open(data_path).with_context(|| format!("opening data set {}", data_path.display()))?;
+    let mut model = Scorer::load(model_dir, placement)
+        .with_context(|| format!("loading model {}", model_dir.display()))?;
     if let Some(p) = &args.prompt {
         model.set_prompt(p)?;
     }
@@ -89,8 +144,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bootstrap: args.bootstrap,
         seed: args.seed,
         limit: args.limit,
+        shard: args.shard,
         raw_as: args.input,
-        save_images: args.save_images.then(|| args.out.join("images")),
+        save_images: args.save_images.then(|| out.join("images")),
     };
     anyhow::ensure!(
         !(args.in_process_plugins && args.plugin_timeout.is_some()),
@@ -108,11 +164,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         denoise::PluginHost::Isolated { worker, timeout }
     };
     let candidates = denoise::load_all(&args.denoisers, placement.device, &host);
-    let bar = indicatif::ProgressBar::new(data.samples.len().min(args.limit.unwrap_or(usize::MAX)) as u64)
-        .with_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images {per_sec} eta {eta} {msg}")
-                .expect("valid template"),
-        );
+    let images = data.samples.len().min(args.limit.unwrap_or(usize::MAX));
+    let images = args.shard.map_or(images, |s| s.range(images, args.batch).len());
+    let bar = indicatif::ProgressBar::new(images as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images {per_sec} eta {eta} {msg}")
+            .expect("valid template"),
+    );
     let mut on_event = |event: Event| match event {
         Event::Skipped { method, error } => {
             bar.suspend(|| eprintln!("denoiser {method} is skipped: {error}"))
@@ -126,8 +183,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let result = bench::run(&model, &data, candidates, &opts, placement.device, &mut on_event)?;
     bar.finish_and_clear();
     let summary = bench::summarize(&result, &opts);
-    let prov = Provenance::new(&args.model, &model.info().name, &data, &args.denoisers, &opts, placement)?;
-    let written = bench::write_reports(&args.out, &result, &summary, &prov)?;
+    let prov = Provenance::new(model_dir, &model.info().name, &data, &args.denoisers, &opts, placement)?;
+    let written = bench::write_reports(out, &result, &summary, &prov)?;
     if let Some(e) = written.plots_error {
         eprintln!("warning: plots not drawn: {e}");
     }
@@ -139,8 +196,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         t.total_seconds,
         t.images_per_second,
         100.0 * t.score_share,
-        args.out.display()
+        out.display()
     );
+    let failed = print_summary(&summary, out);
+    anyhow::ensure!(!(args.strict && failed > 0), "{failed} denoiser(s) failed (--strict)");
+    Ok(())
+}
+
+/// The table of methods on stdout and a warning for failed denoisers; returns how many failed.
+fn print_summary(summary: &Summary, out: &Path) -> usize {
     println!("{:<16} {:>5} {:>8} {:>8} {:>9} {:>9}", "method", "n", "score", "gain", "improved", "p");
     for m in &summary.methods {
         match &m.error {
@@ -158,8 +222,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let failed = summary.methods.iter().filter(|m| m.error.is_some()).count();
     if failed > 0 {
-        eprintln!("warning: {failed} denoiser(s) failed; see {}", args.out.join("summary.md").display());
-        anyhow::ensure!(!args.strict, "{failed} denoiser(s) failed (--strict)");
+        eprintln!("warning: {failed} denoiser(s) failed; see {}", out.join("summary.md").display());
     }
-    Ok(())
+    failed
 }

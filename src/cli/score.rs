@@ -2,6 +2,7 @@
 use super::Runtime;
 use anyhow::Context;
 use ldctq::criterion::QualityCriterion;
+use ldctq::data::Shard;
 use ldctq::ensemble::Scorer;
 use ldctq::io;
 use ldctq::Space;
@@ -34,6 +35,11 @@ pub struct Args {
     /// What the values of npy / integer TIFF files are: unit or hu.
     #[arg(long)]
     input: Option<Space>,
+    /// Only part I of N (0 <= I < N) of the files found (contiguous parts, cut at multiples of --batch),
+    /// e.g. `--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`; the parts' CSV rows, in shard order,
+    /// are together the unsharded run's rows.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<Shard>,
     #[command(flatten)]
     runtime: Runtime,
     #[arg(long, value_enum, default_value = "table")]
@@ -111,6 +117,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let found = io::list_images(p)?;
         anyhow::ensure!(!found.is_empty(), "{}: no supported image files", p.display());
         files.extend(found);
+    }
+    if let Some(shard) = args.shard {
+        files = files[shard.range(files.len(), args.batch)].to_vec();
     }
     let mut model = Scorer::load(&args.model, args.runtime.placement()?)
         .with_context(|| format!("loading model {}", args.model.display()))?;

@@ -1,5 +1,6 @@
 //! Image sets: the LDCTIQA2023 layout, CSV manifests, `meta.json`, folds for cross-validation, and
-//! image files read as tensors in a chosen space ([`load_frame`]).
+//! image files read as tensors in a chosen space ([`load_frame`]), and shards of a set for array jobs
+//! ([`Shard`]).
 //!
 //! * LDCTIQA2023: a folder with `image/*.tif` (or `images/`) and a labels json
 //!   (`{"0000.tif": 2.8, ...}`: `train.json`, `test.json`, `test-ground-truth.json` or `labels.json`);
@@ -14,9 +15,11 @@
 //! offending names; in a manifest, missing images and references are.
 mod frames;
 mod meta;
+mod shard;
 
 pub use frames::{frames, load_frame};
 pub use meta::{read_meta, ImageMeta};
+pub use shard::Shard;
 
 use crate::error::{Error, Result};
 use crate::rng::Rng;
