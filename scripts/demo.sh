@@ -24,6 +24,10 @@ echo "== 3. Scores by dose, and agreement with the simulated labels =="
 "$LDCTQ" eval --model "$MODEL" --data "$OUT/sim" --by dose
 
 echo
+echo "== 3b. The score as an optimisation target: blur curve of the references, gradient ascent vs PSNR =="
+"$LDCTQ" audit --model "$MODEL" --data "$OUT/sim" --out "$OUT/audit" --limit 10 --steps 5 2>&1 | grep -v "^$"
+
+echo
 echo "== 4. A real CT slice (pydicom's CT_small.dcm, HU windowed as the model was trained) =="
 "$LDCTQ" score --model "$MODEL" .venv/lib/python3.*/site-packages/pydicom/data/test_files/CT_small.dcm
 

@@ -222,7 +222,6 @@ pub struct DenoiserSpec {
     pub kind: SpecKind,
 }
 
-
 fn is_plugin_path(s: &str) -> bool {
     let lower = s.to_ascii_lowercase();
     s.contains('/')
