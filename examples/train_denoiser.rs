@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     let relu = |x: &Tensor| x.relu();
     let default = nn::ConvConfig::default().ws_init;
     let net = nn::seq()
-        .add(conv("c1", 1, 16, default.clone()))
+        .add(conv("c1", 1, 16, default))
         .add_fn(relu)
         .add(conv("c2", 16, 16, default))
         .add_fn(relu)
