@@ -69,7 +69,7 @@ fn denoiser(p: &nn::Path, width: i64) -> impl Module {
     let default = nn::ConvConfig::default().ws_init;
     let mut net = nn::seq();
     for (i, (c_in, dilation)) in [(1, 1), (width, 2), (width, 4), (width, 2)].into_iter().enumerate() {
-        net = net.add(conv(i, c_in, width, dilation, default.clone())).add_fn(|x| x.relu());
+        net = net.add(conv(i, c_in, width, dilation, default)).add_fn(|x| x.relu());
     }
     let net = net.add(conv(4, width, 1, 1, nn::Init::Const(0.0)));
     let (u0, scale) = (Window::LDCTIQA.unit_value(0.0), Window::LDCTIQA.width / 100.0);
@@ -211,6 +211,7 @@ fn main() -> anyhow::Result<()> {
     eprintln!("{} training pairs, {} held-out pairs", train_set.files.len(), test.files.len());
 
     // Variants: name, lambda, outputs on the held-out set, per-image metrics, training log.
+    #[allow(clippy::type_complexity)] // (name, lambda, outputs, summary, per-image rows)
     let mut rows: Vec<(String, Option<f64>, Tensor, serde_json::Value, Vec<serde_json::Value>)> = vec![];
     let unit_to_hu = |t: &Tensor| Window::LDCTIQA.to_hu(t).map_err(ldctq::Error::from);
     let hu_to_unit = |t: &Tensor| Window::LDCTIQA.to_unit(t).map_err(ldctq::Error::from);
