@@ -73,7 +73,9 @@ impl From<Error> for PyErr {
                 .and_then(|by_kind| Ok(by_kind.get_item(kind_of(&e))?.downcast_into::<PyType>()?));
             match class {
                 Ok(class) => PyErr::from_type(class, message),
-                Err(err) => PyRuntimeError::new_err(format!("{message} (and ldctq.errors is unusable: {err})")),
+                Err(err) => {
+                    PyRuntimeError::new_err(format!("{message} (and ldctq.errors is unusable: {err})"))
+                }
             }
         })
     }
@@ -166,10 +168,13 @@ impl Model {
         let d = PyDict::new(py);
         d.set_item("name", info.name)?;
         d.set_item("path", &self.path)?;
-        d.set_item("members", match &*scorer {
-            Scorer::Single(_) => 1,
-            Scorer::Ensemble(e) => e.members.len(),
-        })?;
+        d.set_item(
+            "members",
+            match &*scorer {
+                Scorer::Single(_) => 1,
+                Scorer::Ensemble(e) => e.members.len(),
+            },
+        )?;
         d.set_item("higher_is_better", info.higher_is_better)?;
         d.set_item("score_range", info.score_range)?;
         d.set_item("input", info.input.to_string())?;
@@ -237,8 +242,10 @@ fn load_frame(
     raw_as: Option<&str>,
     window: Option<(f64, f64)>,
 ) -> PyResult<PyTensor> {
-    let (space, raw_as, window) = (space_of_name(space)?, raw_as.map(space_of_name).transpose()?, window_of(window)?);
-    let x = py.allow_threads(|| ldctq::data::load_frame(&path, frame, raw_as, space, window)).map_err(Error)?;
+    let (space, raw_as, window) =
+        (space_of_name(space)?, raw_as.map(space_of_name).transpose()?, window_of(window)?);
+    let x =
+        py.allow_threads(|| ldctq::data::load_frame(&path, frame, raw_as, space, window)).map_err(Error)?;
     Ok(PyTensor(x))
 }
 
@@ -292,7 +299,14 @@ fn krocc(pred: Vec<f64>, label: Vec<f64>) -> PyResult<f64> {
 fn evaluate<'py>(py: Python<'py>, pred: Vec<f64>, label: Vec<f64>) -> PyResult<Bound<'py, PyDict>> {
     let r = metrics::evaluate(&pred, &label).map_err(Error::from)?;
     let d = PyDict::new(py);
-    for (k, v) in [("plcc", r.plcc), ("srocc", r.srocc), ("krocc", r.krocc), ("overall", r.overall), ("mae", r.mae), ("rmse", r.rmse)] {
+    for (k, v) in [
+        ("plcc", r.plcc),
+        ("srocc", r.srocc),
+        ("krocc", r.krocc),
+        ("overall", r.overall),
+        ("mae", r.mae),
+        ("rmse", r.rmse),
+    ] {
         d.set_item(k, v)?;
     }
     d.set_item("n", r.n)?;
