@@ -165,12 +165,15 @@ def score_dataset(
         raw_as: what npy and integer TIFF values are ("unit" or "hu").
 
     Returns:
-        a pandas DataFrame with columns ``path``, ``frame``, ``score``, in the input order.
+        a pandas DataFrame with columns ``path``, ``frame``, ``score``, in the input order (a
+        dataset's rows in their order).
     """
     import ray.data
 
     if isinstance(paths_or_dataset, ray.data.Dataset):
-        paths = [row["path"] for row in paths_or_dataset.select_columns(["path"]).iter_rows()]
+        paths_only = paths_or_dataset.select_columns(["path"])
+        paths_only.context.execution_options.preserve_order = True  # the dataset's own row order
+        paths = [row["path"] for row in paths_only.iter_rows()]
     else:
         paths = [str(p) for p in paths_or_dataset]
     files: List[str] = []

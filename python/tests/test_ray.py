@@ -33,6 +33,7 @@ def test_score_dataset_equals_a_single_process(cluster, tmp_path):
     # A Ray Dataset with a path column, and a folder, give the same.
     ds = ray.data.from_items([{"path": str(p)} for p in paths[:40]])
     df2 = ldctq.ray.score_dataset(ds, SEQ_MODEL, num_workers=1, batch_size=8)
+    assert df2["path"].tolist() == [str(p) for p in paths[:40]]
     assert (df2["score"].to_numpy() - df["score"].to_numpy()[:40]).__abs__().max() <= 1e-6
     df3 = ldctq.ray.score_dataset([tmp_path / "slices"], SEQ_MODEL, num_workers=2, batch_size=64)
     assert df3["path"].tolist() == df["path"].tolist()
