@@ -36,8 +36,7 @@ lint: setup
 	$(CARGO) clippy -p ldctq --no-default-features --lib -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p ldctq
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p ldctq-ffi
-	$(CARGO) fmt --manifest-path python/Cargo.toml -- --check
-	$(CARGO) clippy --manifest-path python/Cargo.toml --all-targets -- -D warnings
+	cd python && $(CARGO) fmt -- --check && $(CARGO) clippy --all-targets -- -D warnings
 
 # libldctq for C and C++ users (scripts/install.sh): the shared and static library, the headers,
 # ldctq.pc and the CMake package (find_package(ldctq); ldctq::ldctq, ldctq::ldctq_static).
