@@ -36,9 +36,9 @@ struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Weights of the score term; the MSE-only variant (lambda 0) is always trained first.
-    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "0.001,0.01,0.1")]
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "0.0001,0.001,0.01")]
     lambdas: Vec<f64>,
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 200)]
     steps: usize,
     #[arg(long, default_value_t = 4)]
     batch: usize,
@@ -58,20 +58,24 @@ const METRIC_WINDOW: Window = Window::ABDOMEN;
 const BODY_HU: f64 = -800.0;
 
 /// A residual CNN on [0, 1] LDCTIQA images: `denoised = x - net(z) / 14` with `z = (x - u0) * 14` the
-/// image in units of 100 HU about water (`u0` is 0 HU); five 3 x 3 convolutions dilated 1, 2, 4, 2, 1
-/// (a 21 x 21 receptive field, for the low-frequency noise of FBP) with ReLU between them. The last
-/// convolution starts at zero, so every variant starts as the identity.
+/// image in units of 100 HU about water (`u0` is 0 HU); five 3 x 3 convolutions with ReLU between
+/// them. The last convolution starts at zero, so every variant starts as the identity.
 fn denoiser(p: &nn::Path, width: i64) -> impl Module {
-    let conv = |i: usize, c_in, c_out, dilation, ws_init| {
-        let config = nn::ConvConfig { padding: dilation, dilation, ws_init, ..Default::default() };
-        nn::conv2d(p / format!("c{i}"), c_in, c_out, 3, config)
+    let conv = |i: usize, c_in, c_out, ws_init| {
+        nn::conv2d(
+            p / format!("c{i}"),
+            c_in,
+            c_out,
+            3,
+            nn::ConvConfig { padding: 1, ws_init, ..Default::default() },
+        )
     };
     let default = nn::ConvConfig::default().ws_init;
     let mut net = nn::seq();
-    for (i, (c_in, dilation)) in [(1, 1), (width, 2), (width, 4), (width, 2)].into_iter().enumerate() {
-        net = net.add(conv(i, c_in, width, dilation, default)).add_fn(|x| x.relu());
+    for (i, c_in) in [1, width, width, width].into_iter().enumerate() {
+        net = net.add(conv(i, c_in, width, default)).add_fn(|x| x.relu());
     }
-    let net = net.add(conv(4, width, 1, 1, nn::Init::Const(0.0)));
+    let net = net.add(conv(4, width, 1, nn::Init::Const(0.0)));
     let (u0, scale) = (Window::LDCTIQA.unit_value(0.0), Window::LDCTIQA.width / 100.0);
     nn::func(move |x| x - net.forward(&((x - u0) * scale)) / scale)
 }
@@ -172,19 +176,22 @@ fn evaluate(
     let score = to_vec(criterion.score(out)?)?;
     let (out_hu, ref_hu, in_hu) =
         (Window::LDCTIQA.to_hu(out)?, Window::LDCTIQA.to_hu(refs)?, Window::LDCTIQA.to_hu(&data.images)?);
-    let (mut rms, mut centroid, mut edge) = (vec![], vec![], vec![]);
+    let (mut bias, mut rms, mut centroid, mut edge) = (vec![], vec![], vec![], vec![]);
     for i in 0..data.files.len() as i64 {
         let (o, r) = (out_hu.get(i).get(0), ref_hu.get(i).get(0));
         let residual = &o - &r;
         let body = r.gt(BODY_HU).to_kind(Kind::Double);
-        let sq = (residual.square().to_kind(Kind::Double) * &body).sum(Kind::Double);
-        rms.push((sq / body.sum(Kind::Double).clamp_min(1.0)).sqrt().double_value(&[]));
+        let area = body.sum(Kind::Double).clamp_min(1.0);
+        let body_mean =
+            |t: Tensor| ((t.to_kind(Kind::Double) * &body).sum(Kind::Double) / &area).double_value(&[]);
+        bias.push(body_mean(residual.shallow_clone()));
+        rms.push(body_mean(residual.square()).sqrt());
         centroid.push(ldctq::degrade::nps_centroid(&residual)?.unwrap_or(0.0));
         // The edge through the denoiser with this scan's own noise (input minus reference).
         edge.push(ldctq::degrade::edge_sigma_of(f, &(in_hu.get(i).get(0) - &r))?);
     }
     Ok(json!({"psnr": psnr, "ssim": ssim, "vif": vif, "score": score,
-              "residual_rms_hu": rms, "nps_centroid": centroid, "edge_sigma": edge}))
+              "residual_mean_hu": bias, "residual_rms_hu": rms, "nps_centroid": centroid, "edge_sigma": edge}))
 }
 
 fn mean(v: &serde_json::Value, key: &str, keep: &dyn Fn(usize) -> bool) -> f64 {
@@ -249,22 +256,23 @@ fn main() -> anyhow::Result<()> {
     // The table (means over the held-out set) and the JSON.
     let all = |_: usize| true;
     let mut md = String::from(
-        "| variant | PSNR dB | SSIM | VIF | score | residual rms HU | residual NPS centroid cyc/px | edge sigma px |\n|---|---|---|---|---|---|---|---|\n",
+        "| variant | PSNR dB | SSIM | VIF | score | residual mean HU | residual rms HU | residual NPS centroid cyc/px | edge sigma px |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for (name, _, _, m, _) in &rows {
         md += &format!(
-            "| {name} | {:.2} | {:.4} | {:.3} | {:.2} | {:.1} | {:.3} | {:.2} |\n",
+            "| {name} | {:.2} | {:.4} | {:.3} | {:.2} | {:+.1} | {:.1} | {:.3} | {:.2} |\n",
             mean(m, "psnr", &all),
             mean(m, "ssim", &all),
             mean(m, "vif", &all),
             mean(m, "score", &all),
+            mean(m, "residual_mean_hu", &all),
             mean(m, "residual_rms_hu", &all),
             mean(m, "nps_centroid", &all),
             mean(m, "edge_sigma", &all),
         );
     }
     md += &format!(
-        "| reference (full dose, noise-free) | | | | {:.2} | | | |\n",
+        "| reference (full dose, noise-free) | | | | {:.2} | | | | |\n",
         mean(&reference, "score", &all)
     );
     let mut doses = test.doses.clone();
@@ -310,26 +318,41 @@ fn main() -> anyhow::Result<()> {
         }
     }
     columns.push(("reference".into(), &test.references));
-    crops_png(&args.out.join("crops.png"), &columns, &picks)?;
+    crops_png(&args.out.join("crops.png"), &columns, &test.references, &picks)?;
     print!("{md}");
     Ok(())
 }
 
-/// A grid of centre crops (64 x 64 pixels shown at 2x, abdomen window 50/400): one row per picked
-/// image, one column per labelled set of (N, 1, H, W) [0, 1] images; an 8-bit gray PNG.
-fn crops_png(path: &Path, columns: &[(String, &Tensor)], picks: &[usize]) -> anyhow::Result<()> {
+/// A grid of centre crops (64 x 64 pixels shown at 2x), one column per labelled set of (N, 1, H, W)
+/// [0, 1] images, two rows per picked image: the image (abdomen window 50/400) and its difference
+/// from `reference` (-100 HU black to +100 HU white); an 8-bit gray PNG.
+fn crops_png(
+    path: &Path,
+    columns: &[(String, &Tensor)],
+    reference: &Tensor,
+    picks: &[usize],
+) -> anyhow::Result<()> {
     const CROP: i64 = 64;
     const ZOOM: usize = 2;
     const LABEL: usize = 20;
     let tile = CROP as usize * ZOOM;
-    let (w, h) = (columns.len() * (tile + 4), picks.len() * tile + (picks.len() + 1) * 4 + LABEL);
+    let rows: Vec<(usize, bool)> = picks.iter().flat_map(|&i| [(i, false), (i, true)]).collect();
+    let (w, h) = (columns.len() * (tile + 4), rows.len() * (tile + 4) + 4 + LABEL);
     let mut rgb = vec![255u8; w * h * 3];
-    for (r, &i) in picks.iter().enumerate() {
+    let centre = |t: &Tensor| {
+        let (ih, iw) = (t.size()[0], t.size()[1]);
+        t.narrow(0, (ih - CROP) / 2, CROP).narrow(1, (iw - CROP) / 2, CROP)
+    };
+    for (r, &(i, difference)) in rows.iter().enumerate() {
         for (c, (_, images)) in columns.iter().enumerate() {
-            let img = images.get(i as i64).get(0);
-            let (ih, iw) = (img.size()[0], img.size()[1]);
-            let crop = img.narrow(0, (ih - CROP) / 2, CROP).narrow(1, (iw - CROP) / 2, CROP);
-            let shown = Vec::<f32>::try_from(Window::ABDOMEN.from_ldctiqa(&crop)?.contiguous().view(-1))?;
+            let crop = centre(&images.get(i as i64).get(0));
+            let shown = if difference {
+                let d = (crop - centre(&reference.get(i as i64).get(0))) * Window::LDCTIQA.width;
+                (d / 200.0 + 0.5).clamp(0.0, 1.0)
+            } else {
+                Window::ABDOMEN.from_ldctiqa(&crop)?
+            };
+            let shown = Vec::<f32>::try_from(shown.contiguous().view(-1))?;
             let (x0, y0) = (c * (tile + 4) + 2, LABEL + 4 + r * (tile + 4));
             for (k, v) in shown.iter().enumerate() {
                 let g = (v * 255.0).round() as u8;
