@@ -7,7 +7,10 @@ heads, patch 14, 448x448, 1024 tokens; ~0.97 TFLOP per image forward):
     to the input with frozen weights (the cost of using the model as a loss);
   * ldctq: the whole quality model (vision tower, FiLM, pooling, heads) through `examples/bench_vision`,
     score and score + input gradient.
-A third row runs transformers with the same allocator setting ldctq makes (glibc mmap/trim
+A "torch.compile" row (forward only: freezing is for inference) runs the same transformers model
+through inductor with freezing of the frozen weights and max-autotune, which picks AMX or AVX-512
+micro-GEMM templates where the CPU has them (compile time excluded): what a PyTorch user gets from
+one line. A further row runs transformers with the same allocator setting ldctq makes (glibc mmap/trim
 thresholds at 512 MiB, `ldctq::runtime::tune_allocator`), to separate what the allocator gives from
 what ldctq's own forward pass gives; score + gradient rows also run ldctq with activation
 checkpointing (one segment per layer). At the end, the accuracy guard: bf16 against f32 scores and
@@ -62,6 +65,10 @@ def child(args):
         model = SiglipVisionModel(cfg).to(dtype).eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    if args.compile:
+        import torch._inductor.config as inductor
+        inductor.freezing = True  # constant-folds the frozen weights (inference only: forward rows)
+        model = torch.compile(model, mode="max-autotune")
     x = torch.rand(args.batch, 3, S, S, dtype=dtype)
 
     def run():
@@ -74,12 +81,32 @@ def child(args):
                 model(pixel_values=x)
 
     run()
+    if args.compile:
+        run()  # a second warm-up: inductor may recompile once for the input's dynamic-shape guard
     t = time.perf_counter()
     for _ in range(args.iters):
         run()
     secs = (time.perf_counter() - t) / args.iters
-    print(json.dumps({"impl": "transformers + tuned malloc" if args.malloc_tuned else "transformers", "dtype": args.dtype, "batch": args.batch, "mode": args.mode,
+    impl = "torch.compile (inductor)" if args.compile else "transformers + tuned malloc" if args.malloc_tuned else "transformers"
+    print(json.dumps({"impl": impl, "dtype": args.dtype, "batch": args.batch, "mode": args.mode,
                       "seconds_per_batch": secs, "seconds_per_image": secs / args.batch}))
+
+
+def machine():
+    """The CPU model and the matrix extensions that decide which kernels oneDNN and inductor pick."""
+    info = {"model": "?", "flags": set()}
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                info["model"] = value.strip()
+            elif key.strip() == "flags":
+                info["flags"] = set(value.split())
+                break
+    except OSError:
+        pass
+    ext = [f for f in ["amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2"] if f in info["flags"]]
+    return f"{info['model']}, {os.cpu_count()} logical CPUs, {' '.join(ext) or 'no AVX-512/AMX'}"
 
 
 def matmul_peak(dtype_name, threads):
@@ -124,6 +151,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--child", action="store_true")
     ap.add_argument("--malloc-tuned", action="store_true")
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (compiling takes minutes)")
     ap.add_argument("--guard-images", type=int, default=4)
     ap.add_argument("--dtype", default="bf16")
     ap.add_argument("--batch", type=int, default=1)
@@ -140,6 +169,7 @@ def main():
     model = ensure_model(args.work)
     tune_malloc()  # the matmul peak as fast as this process can make it
     flops = model_flops()
+    print(f"machine: {machine()}", flush=True)
     rows = []
     for dtype in args.dtypes:
         peak = matmul_peak(dtype, args.threads)
@@ -150,6 +180,9 @@ def main():
                 ldctq = [REPO / "target/release/examples/bench_vision", model, dtype, str(batch), str(args.iters), mode]
                 runs = [[sys.executable, __file__, "--child", *common],
                         [sys.executable, __file__, "--child", "--malloc-tuned", *common], ldctq]
+                compiled = mode == "forward" and not args.no_compile  # freezing is inference-only
+                if compiled:
+                    runs.append([sys.executable, __file__, "--child", "--compile", *common])
                 if mode == "grad":
                     runs.append([*ldctq, "1"])
                 recs = [run_child(cmd) for cmd in runs]
@@ -162,7 +195,9 @@ def main():
                 ref, ours = recs[0]["seconds_per_image"], recs[2]["seconds_per_image"]
                 print(f"{dtype} {mode} batch {batch}: " + ", ".join(
                     f"{r['impl']} {r['seconds_per_image']:.2f} s/image" for r in recs)
-                    + f" (ldctq x{ref / ours:.2f} vs transformers)", flush=True)
+                    + f" (ldctq x{ref / ours:.2f} vs transformers"
+                    + (f", x{recs[3]['seconds_per_image'] / ours:.2f} vs torch.compile)" if compiled else ")"),
+                    flush=True)
         print(f"measured {dtype} matmul peak (1024x{D} @ {D}x{I}): {peak:.0f} GFLOP/s", flush=True)
     print()
     print("| impl | dtype | mode | batch | s/image | images/s | GFLOP/s | share of matmul peak | peak RSS MB |")
@@ -183,7 +218,7 @@ def main():
               + ", ".join(f"{c:.4f}" for c in guard["gradient_cosines"]) + " (target >= 0.99); f32 with the "
               "weights rounded to bf16 (the floor of any bf16-weight model): "
               + ", ".join(f"{c:.4f}" for c in guard["weight_rounding_cosines"]))
-    (args.work / "compare.json").write_text(json.dumps({"rows": rows, "guard": guard}, indent=1))
+    (args.work / "compare.json").write_text(json.dumps({"machine": machine(), "rows": rows, "guard": guard}, indent=1))
 
 
 if __name__ == "__main__":

@@ -114,18 +114,26 @@ def parse_args(argv=None):
     ap.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
     ap.add_argument("--dct-patches", action="store_true",
                     help="patch embedding = 2-D DCT basis (needs hidden_size == patch_size**2; the small preset)")
+    ap.add_argument("--image-size", type=int,
+                    help="vision input size instead of the preset's (a multiple of the patch size)")
     return ap.parse_args(argv)
 
 
-def make_config(preset, tokenizer_vocab):
-    """SiglipConfig for a preset; the tiny preset takes its vocab size from the tokenizer."""
+def make_config(preset, tokenizer_vocab, image_size=None):
+    """SiglipConfig for a preset (optionally another input size); the tiny preset takes its vocab size
+    from the tokenizer."""
     spec = PRESETS[preset]
+    vision = dict(spec["vision"])
+    if image_size is not None:
+        if image_size % vision["patch_size"]:
+            raise SystemExit(f"--image-size {image_size} is not a multiple of the patch size {vision['patch_size']}")
+        vision["image_size"] = image_size
     text = dict(spec["text"])
     if text["vocab_size"] is None:
         text["vocab_size"] = tokenizer_vocab
     if text["vocab_size"] < tokenizer_vocab:
         raise SystemExit(f"tokenizer has {tokenizer_vocab} ids but the model only {text['vocab_size']}")
-    return SiglipConfig(text_config=text, vision_config=dict(spec["vision"]))
+    return SiglipConfig(text_config=text, vision_config=vision)
 
 
 @contextlib.contextmanager
@@ -220,7 +228,7 @@ def main(argv=None):
     transformers.utils.logging.disable_progress_bar()
 
     tok_vocab = Tokenizer.from_file(str(args.tokenizer)).get_vocab_size(with_added_tokens=True)
-    config = make_config(args.preset, tok_vocab)
+    config = make_config(args.preset, tok_vocab, args.image_size)
 
     t0 = time.perf_counter()
     model = build_random_model(config, dtype, args.seed, args.dct_patches)
