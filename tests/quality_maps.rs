@@ -197,3 +197,36 @@ fn bad_map_arguments_are_errors() {
     assert!("saliency".parse::<MapMethod>().is_err());
     assert_eq!("gradient".parse::<MapMethod>().unwrap(), MapMethod::Gradient);
 }
+
+/// `ldctq map` writes NAME.METHOD.npy equal to the library's maps (1e-5) and a PNG overlay per method;
+/// a bad method is an error.
+#[test]
+fn cli_map_writes_the_library_maps() {
+    let dir = common::temp_dir("map-cli");
+    tch::manual_seed(9);
+    let image = Tensor::rand([20, 24], (Kind::Float, Device::Cpu));
+    let values = Vec::<f32>::try_from(&image.flatten(0, -1)).unwrap();
+    let array = ndarray::ArrayD::from_shape_vec(vec![20, 24], values).unwrap();
+    ldctq::io::write_npy_f32(&dir.join("slice.npy"), &array.view()).unwrap();
+    let model_dir = fixture("quality/a_unit_seq");
+    let ldctq = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ldctq")).args(args).output().expect("ldctq runs")
+    };
+    let out = dir.join("maps");
+    let (m, o, f) = (model_dir.to_str().unwrap(), out.to_str().unwrap(), dir.join("slice.npy"));
+    let run = ldctq(&["map", "--model", m, "--input", "unit", "--out", o, f.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let model = load(model_dir.clone(), Kind::Float);
+    for method in MapMethod::ALL {
+        let want = model.quality_map(&image.unsqueeze(0), method).unwrap().squeeze_dim(0);
+        let got = ldctq::io::read_npy(&out.join(format!("slice.{}.npy", method.name()))).unwrap();
+        let got = Tensor::from_slice(got.pixels.as_slice().unwrap()).view([20, 24]);
+        let diff = max_abs_diff(&got, &want);
+        println!("{}: CLI vs Rust max |diff| {diff:e}", method.name());
+        assert!(diff <= 1e-5, "{}: {diff}", method.name());
+        assert!(out.join(format!("slice.{}.png", method.name())).is_file());
+    }
+    let bad = ldctq(&["map", "--model", m, "--input", "unit", "--out", o, "--method", "saliency", f.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("saliency"));
+}
