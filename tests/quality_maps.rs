@@ -226,7 +226,18 @@ fn cli_map_writes_the_library_maps() {
         assert!(diff <= 1e-5, "{}: {diff}", method.name());
         assert!(out.join(format!("slice.{}.png", method.name())).is_file());
     }
-    let bad = ldctq(&["map", "--model", m, "--input", "unit", "--out", o, "--method", "saliency", f.to_str().unwrap()]);
+    let bad = ldctq(&[
+        "map",
+        "--model",
+        m,
+        "--input",
+        "unit",
+        "--out",
+        o,
+        "--method",
+        "saliency",
+        f.to_str().unwrap(),
+    ]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("saliency"));
 }
