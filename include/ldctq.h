@@ -230,7 +230,7 @@ extern "C" {
 // check `ldctq_abi_version() >> 16 == M` (the C++ wrapper does).
 uint32_t ldctq_abi_version(void);
 
-// Library version, e.g. "ldctq 0.1.0 (C ABI 1.0; tch 0.24.0; libtorch 2.11.0+cu130)": the package,
+// Library version, e.g. "ldctq 0.1.0 (C ABI 1.1; tch 0.24.0; libtorch 2.11.0+cu130)": the package,
 // the C ABI (`LDCTQ_ABI_VERSION_MAJOR.MINOR`), and the tch and libtorch it was built with.
 // Static; never NULL.
 const char *ldctq_version_string(void);

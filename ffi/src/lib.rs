@@ -28,7 +28,7 @@ pub const LDCTQ_ABI_VERSION_MAJOR: u32 = 1;
 /// added.
 pub const LDCTQ_ABI_VERSION_MINOR: u32 = 1;
 
-/// `ldctq_version_string()`, e.g. "ldctq 0.1.0 (C ABI 1.0; tch 0.24.0; libtorch 2.11.0+cu130)":
+/// `ldctq_version_string()`, e.g. "ldctq 0.1.0 (C ABI 1.1; tch 0.24.0; libtorch 2.11.0+cu130)":
 /// assembled at compile time from the package version, the ABI constants above, and the tch and
 /// libtorch versions that `build.rs` read (Cargo.lock's tch entry, the libtorch torch-sys built
 /// against).
@@ -455,7 +455,7 @@ pub extern "C" fn ldctq_abi_version() -> u32 {
     (LDCTQ_ABI_VERSION_MAJOR << 16) | LDCTQ_ABI_VERSION_MINOR
 }
 
-/// Library version, e.g. "ldctq 0.1.0 (C ABI 1.0; tch 0.24.0; libtorch 2.11.0+cu130)": the package,
+/// Library version, e.g. "ldctq 0.1.0 (C ABI 1.1; tch 0.24.0; libtorch 2.11.0+cu130)": the package,
 /// the C ABI (`LDCTQ_ABI_VERSION_MAJOR.MINOR`), and the tch and libtorch it was built with.
 /// Static; never NULL.
 #[no_mangle]
