@@ -63,7 +63,7 @@
 
 // Minor version of the C ABI: grows when functions, struct fields (at the end) or status codes are
 // added.
-#define LDCTQ_ABI_VERSION_MINOR 0
+#define LDCTQ_ABI_VERSION_MINOR 1
 
 // Status of a call. The numbers are fixed and never reused; retired codes stay listed as reserved.
 // On any status but `LDCTQ_STATUS_OK`, `ldctq_last_error_message()` says what went wrong.
@@ -151,6 +151,26 @@ typedef int32_t ldctq_input_space;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// How `ldctq_quality_map` locates quality loss (every map is high where quality is lost).
+enum ldctq_map_method
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Model-intrinsic: 4 minus each patch's score (the patch token through the local and texture
+  // heads, fused with the slice's global head), upsampled bilinearly; in [0, 4].
+  LDCTQ_MAP_METHOD_INTRINSIC = 0,
+  // Gradient: |d score / d image|, smoothed by a Gaussian of (h + w) / 128 pixels.
+  LDCTQ_MAP_METHOD_GRADIENT = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ldctq_map_method ldctq_map_method;
+#else
+typedef int32_t ldctq_map_method;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // A loaded quality model, or an ensemble of models (opaque). Calls on one model are serialized by
 // an internal mutex; separate models run concurrently.
 typedef struct ldctq_model ldctq_model;
@@ -210,7 +230,7 @@ extern "C" {
 // check `ldctq_abi_version() >> 16 == M` (the C++ wrapper does).
 uint32_t ldctq_abi_version(void);
 
-// Library version, e.g. "ldctq 0.1.0 (C ABI 1.0; tch 0.24.0; libtorch 2.11.0+cu130)": the package,
+// Library version, e.g. "ldctq 0.1.0 (C ABI 1.1; tch 0.24.0; libtorch 2.11.0+cu130)": the package,
 // the C ABI (`LDCTQ_ABI_VERSION_MAJOR.MINOR`), and the tch and libtorch it was built with.
 // Static; never NULL.
 const char *ldctq_version_string(void);
@@ -319,6 +339,21 @@ ldctq_status ldctq_score_grad(struct ldctq_model *model,
                               double *scores_out,
                               float *grad_out);
 
+// Quality maps of `n` images as in `ldctq_score` into `maps_out[n * h * w]` (float32, row-major,
+// each map at its image's size, high where quality is lost). `method`: an `ldctq_map_method`.
+//
+// # Safety
+// `model` is NULL or a live handle. `images` is NULL or readable for `n * h * w` floats, and
+// `maps_out` NULL or writable for `n * h * w` floats; the two do not overlap, and no other thread
+// writes them during the call. Any thread.
+ldctq_status ldctq_quality_map(struct ldctq_model *model,
+                               const float *images,
+                               size_t n,
+                               size_t h,
+                               size_t w,
+                               int32_t method,
+                               float *maps_out);
+
 // Scores of the images in `images` (N x H x W or N x 1 x H x W; float16, bfloat16, float32 or
 // float64; any non-negative strides; CPU, CUDA host, CUDA or CUDA managed memory) into the host
 // array `scores_out[n]`, where `n` must equal N. Memory on the model's device is read in place;
@@ -353,6 +388,21 @@ ldctq_status ldctq_score_grad_dlpack(struct ldctq_model *model,
                                      size_t n,
                                      double *scores_out,
                                      DLTensor *grad_out);
+
+// Quality maps of DLPack images (as in `ldctq_score_dlpack`) into the caller-allocated DLTensor
+// `maps_out`: N x H x W or N x 1 x H x W (the images' N, H and W), float16, bfloat16, float32 or
+// float64, any non-overlapping strides, on any supported device; fully overwritten on success.
+// `method`: an `ldctq_map_method`.
+//
+// # Safety
+// `model` is NULL or a live handle. `images` as in `ldctq_score_dlpack`. `maps_out` is NULL or a
+// DLTensor of the same kind whose data is writable at every element it reaches and does not overlap
+// the images. No other thread writes either during the call. Any thread.
+ldctq_status ldctq_quality_map_dlpack(struct ldctq_model *model,
+                                      const DLTensor *images,
+                                      size_t n,
+                                      int32_t method,
+                                      DLTensor *maps_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -120,6 +120,21 @@ if gcc -std=c11 "${STRICT[@]}" -g -pthread $(pkg-config --cflags ldctq) tests/c/
 else
     fail "tests/c/abi.c does not compile against the installed ldctq.h"
 fi
+# The maps abi.c computed (2 images of 20 x 24) against `ldctq map` on the same images.
+"$PYTHON" -c 'import numpy as np, sys; np.save(sys.argv[2], np.fromfile(sys.argv[1], np.float32).reshape(2, 20, 24))' \
+    "$OUT/scratch/abi/map_images.f32" "$OUT/scratch/abi/maps.npy" \
+    && "$TARGET/debug/ldctq" map --model "$MODEL" --input unit --out "$OUT/scratch/abi/cli" "$OUT/scratch/abi/maps.npy" >/dev/null \
+    && "$PYTHON" - "$OUT/scratch/abi" <<'EOF' && ok "C maps equal ldctq map (1e-5)" || fail "C maps vs ldctq map"
+import sys
+import numpy as np
+d = sys.argv[1]
+for method in ("intrinsic", "gradient"):
+    c = np.fromfile(f"{d}/map_{method}.f32", np.float32).reshape(2, 20, 24)
+    cli = np.stack([np.load(f"{d}/cli/maps-{i}.{method}.npy") for i in range(2)])
+    worst = float(np.abs(c - cli).max())
+    print(f"{method}: max |C map - ldctq map| = {worst:.2e}")
+    assert worst <= 1e-5, worst
+EOF
 
 step "C++ example with CMake (find_package(ldctq): ldctq::ldctq, ldctq::ldctq_static)"
 # cmake_example DIR EXTRA_ARGS...: configure and build examples/cpp against the prefix, -Werror.

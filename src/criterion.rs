@@ -4,8 +4,12 @@
 //! vector-Jacobian product: `grad = d(sum_i u_i * score_i) / d images` for an upstream vector `u`
 //! (ones by default), so a trainer can fold a loss weight and sign into `u`. Model parameters are
 //! frozen in criterion use: no weight gradients are computed.
-use crate::error::Result;
+//!
+//! Quality maps ([`QualityCriterion::quality_map`]) say where in an image quality is lost.
+use crate::error::{Error, Result};
+use crate::filters;
 use crate::model::{upstream_vector, QualityModel};
+use crate::preprocess::Preprocess;
 use crate::window::{Space, Window};
 use tch::{Kind, Tensor};
 
@@ -33,6 +37,58 @@ pub enum Reduction {
     Sum,
 }
 
+/// How [`QualityCriterion::quality_map`] locates quality loss. Every map is (N, H, W) at the images'
+/// own size, f32 (f64 for an f64 model), and higher where quality is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MapMethod {
+    /// Model-intrinsic: `4 - score` of each patch ([`QualityModel::patch_scores`]: the patch's
+    /// FiLM-modulated token through the local and texture heads, fused with the slice's global head),
+    /// upsampled bilinearly to the image ([`QualityModel::intrinsic_map`]). Same scale as `4 - score`.
+    Intrinsic,
+    /// Sensitivity: `|d score / d image|` (the gradient's magnitude, not gradient x input), smoothed by
+    /// a Gaussian of [`gradient_sigma`] pixels; in score units per unit of pixel value.
+    Gradient,
+}
+
+impl MapMethod {
+    pub const ALL: [MapMethod; 2] = [MapMethod::Intrinsic, MapMethod::Gradient];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Intrinsic => "intrinsic",
+            Self::Gradient => "gradient",
+        }
+    }
+}
+
+impl std::str::FromStr for MapMethod {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| Error::InvalidInput(format!("map method {s:?}: expected intrinsic or gradient")))
+    }
+}
+
+/// The smoothing of gradient maps: sigma = (H + W) / 128 pixels (4 px for 256 x 256; about half a patch
+/// of MedSigLIP-448's 32 x 32 grid), at most 50.
+pub fn gradient_sigma(h: i64, w: i64) -> f64 {
+    ((h + w) as f64 / 128.0).min(50.0)
+}
+
+/// [`MapMethod::Gradient`] of any criterion: the Gaussian-smoothed |vector-Jacobian product with ones|.
+pub fn gradient_map<C: QualityCriterion + ?Sized>(criterion: &C, images: &Tensor) -> Result<Tensor> {
+    Preprocess::check(images)?;
+    let (scores, grad) = criterion.score_and_grad(images, None)?;
+    let size = grad.size();
+    let (n, h, w) = (size[0], size[size.len() - 2], size[size.len() - 1]);
+    tch::no_grad(|| {
+        let magnitude = grad.f_abs()?.f_to_kind(scores.kind())?.f_reshape([n, 1, h, w])?;
+        Ok(filters::gaussian(&magnitude, gradient_sigma(h, w))?.f_reshape([n, h, w])?)
+    })
+}
+
 /// A differentiable no-reference quality criterion.
 ///
 /// Images are (N, H, W) or (N, 1, H, W), any size, float, on any device (moved to the model's).
@@ -49,6 +105,18 @@ pub trait QualityCriterion {
     /// be on (it is switched on for the call: it works under `tch::no_grad`).
     fn score_and_grad(&self, images: &Tensor, upstream: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         score_and_grad_by_autograd(self, images, upstream)
+    }
+
+    /// A quality map of each image, (N, H, W), high where quality is lost (see [`MapMethod`]). The
+    /// default computes [`MapMethod::Gradient`] and refuses [`MapMethod::Intrinsic`], which needs the
+    /// model's patch tokens.
+    fn quality_map(&self, images: &Tensor, method: MapMethod) -> Result<Tensor> {
+        match method {
+            MapMethod::Gradient => gradient_map(self, images),
+            MapMethod::Intrinsic => {
+                Err(Error::Unsupported(format!("{}: no intrinsic quality map", self.info().name)))
+            }
+        }
     }
 
     /// A loss to minimise: `4 - score` (the distance to the best score), reduced; f32 (f64 for f64
@@ -90,6 +158,13 @@ impl QualityCriterion for QualityModel {
             input: self.config.input,
             window: self.config.window(),
             image_size: self.config.image_size,
+        }
+    }
+
+    fn quality_map(&self, images: &Tensor, method: MapMethod) -> Result<Tensor> {
+        match method {
+            MapMethod::Intrinsic => self.intrinsic_map(images),
+            MapMethod::Gradient => gradient_map(self, images),
         }
     }
 

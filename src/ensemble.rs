@@ -3,7 +3,7 @@
 //!
 //! An ensemble folder holds `ensemble.json`: `{"format_version": 1, "members": ["../folds/fold-0/best", ...]}`
 //! (paths relative to the folder, or absolute). Members must share input space and image size.
-use crate::criterion::{CriterionInfo, QualityCriterion};
+use crate::criterion::{gradient_map, CriterionInfo, MapMethod, QualityCriterion};
 use crate::error::{Error, Result};
 use crate::model::{QualityConfig, QualityModel, FORMAT_VERSION};
 use crate::placement::Placement;
@@ -64,6 +64,18 @@ impl QualityCriterion for Ensemble {
     fn score(&self, images: &Tensor) -> Result<Tensor> {
         let scores = self.members.iter().map(|m| m.score(images)).collect::<Result<Vec<_>>>()?;
         Ok(Tensor::f_stack(&scores, 0)?.f_mean_dim(0, false, scores[0].kind())?)
+    }
+
+    /// Intrinsic: the mean of the members' maps; gradient: that of the mean score.
+    fn quality_map(&self, images: &Tensor, method: MapMethod) -> Result<Tensor> {
+        match method {
+            MapMethod::Gradient => gradient_map(self, images),
+            MapMethod::Intrinsic => {
+                let maps =
+                    self.members.iter().map(|m| m.intrinsic_map(images)).collect::<Result<Vec<_>>>()?;
+                Ok(Tensor::f_stack(&maps, 0)?.f_mean_dim(0, false, maps[0].kind())?)
+            }
+        }
     }
 
     /// The mean of the members' scores and vector-Jacobian products, one member's graph at a time.
@@ -150,6 +162,13 @@ impl QualityCriterion for Scorer {
             Self::Ensemble(e) => e.score(images),
         }
         .and_then(|s| if s.kind() == Kind::Double { Ok(s) } else { Ok(s.f_to_kind(Kind::Float)?) })
+    }
+
+    fn quality_map(&self, images: &Tensor, method: MapMethod) -> Result<Tensor> {
+        match self {
+            Self::Single(m) => m.quality_map(images, method),
+            Self::Ensemble(e) => e.quality_map(images, method),
+        }
     }
 
     fn score_and_grad(&self, images: &Tensor, upstream: Option<&Tensor>) -> Result<(Tensor, Tensor)> {

@@ -53,6 +53,52 @@ pub fn pool(tokens: &Tensor, local: LocalMode) -> Result<(Tensor, Tensor, Tensor
     Ok((h_g, h_l, h_tex))
 }
 
+/// Adaptive pooling's windows: window i of n over a length l is [floor(i l / n), ceil((i + 1) l / n)).
+fn windows(l: i64, n: i64) -> Vec<(i64, i64)> {
+    (0..n).map(|i| (i * l / n, ((i + 1) * l + n - 1) / n)).collect()
+}
+
+/// Which of the 4 local regions of [`pool`] each of `p` tokens falls in: a (4, P) boolean mask.
+fn regions_of(p: i64, local: LocalMode) -> Result<Tensor> {
+    let inside = |(a, b): (i64, i64), i: i64| a <= i && i < b;
+    let mask: Vec<bool> = match local {
+        LocalMode::Sequence => {
+            windows(p, 4).into_iter().flat_map(|w| (0..p).map(move |i| inside(w, i))).collect()
+        }
+        LocalMode::Grid => {
+            let side = (p as f64).sqrt().round() as i64; // pool checked that the grid is square
+            let w = windows(side, 2);
+            let (w, inside) = (&w, &inside);
+            (0..4usize)
+                .flat_map(|r| (0..p).map(move |i| inside(w[r / 2], i / side) && inside(w[r % 2], i % side)))
+                .collect()
+        }
+    };
+    Ok(Tensor::f_from_slice(&mask)?.f_view([4, p])?)
+}
+
+/// Each patch's pooled inputs for the local and texture heads.
+///
+/// - Local (mean pooling, linear): the slice's `h_l` with every region that contains patch p replaced
+///   by p's token. Averaged over a region's patches the replaced region is the region's mean again, so
+///   for any linear function of `h_l` (the local head's first layer) the mean over the patches equals
+///   the slice's value exactly when the regions are disjoint and of equal size (P divisible by 4, or
+///   a grid of even side).
+/// - Texture (max pooling, no per-patch share): p's token in both bins, as if it were the image's
+///   most textured token in every channel.
+///
+/// # Shapes
+/// `tokens`: (B, P, d) -> (h_l (B, P, 4d), h_tex (B, P, 2d)), flattened channel-major as [`pool`].
+pub fn pool_per_patch(tokens: &Tensor, local: LocalMode) -> Result<(Tensor, Tensor)> {
+    let (b, p, d) = tokens.size3()?;
+    let (_, h_l, _) = pool(tokens, local)?; // (B, 4d)
+    let in_region = regions_of(p, local)?.f_transpose(0, 1)?.f_reshape([1, p, 1, 4])?; // (1, P, 1, 4)
+    let t = tokens.f_unsqueeze(3)?; // (B, P, d, 1)
+    let h_l = t.f_where_self(&in_region.f_to_device(tokens.device())?, &h_l.f_view([b, 1, d, 4])?)?; // (B, P, d, 4)
+    let h_tex = t.f_expand([b, p, d, 2], false)?; // (B, P, d, 2)
+    Ok((h_l.f_reshape([b, p, 4 * d])?, h_tex.f_reshape([b, p, 2 * d])?))
+}
+
 /// A regression head (`head_global`, `head_local`, `head_texture`): fc1, exact GELU, dropout, fc2 -> 1.
 #[derive(Debug)]
 pub struct Head {

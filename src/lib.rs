@@ -60,7 +60,7 @@ pub mod tokenizer;
 pub mod train;
 pub mod window;
 
-pub use criterion::{CriterionInfo, QualityCriterion, Reduction};
+pub use criterion::{CriterionInfo, MapMethod, QualityCriterion, Reduction};
 pub use ensemble::{Ensemble, Scorer};
 pub use error::{Error, Result};
 pub use model::{QualityConfig, QualityModel};

@@ -1,7 +1,7 @@
 //! Plots of plain series (plotters): PNG through an RGB buffer and the `png` crate, SVG directly.
 //! Text uses DejaVu Sans loaded at run time (`LDCTQ_PLOT_FONT` overrides the path); without a font the
 //! plots are drawn without any text. Each function writes `DIR/STEM.png` and `DIR/STEM.svg` and
-//! returns both paths.
+//! returns both paths, except [`map_grid`] (image overlays: PNG only).
 //!
 //! A leaf module: callers (the trainer's curves, the benchmark's reports) turn their records into
 //! [`Series`] first. Built with the `plots` feature.
@@ -90,8 +90,12 @@ fn extent(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 fn write_png(path: &Path, buf: &[u8]) -> PlotResult<()> {
+    write_png_sized(path, buf, SIZE)
+}
+
+fn write_png_sized(path: &Path, buf: &[u8], size: (u32, u32)) -> PlotResult<()> {
     let file = std::fs::File::create(path)?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), SIZE.0, SIZE.1);
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), size.0, size.1);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
     enc.write_header()?.write_image_data(buf)?;
@@ -455,4 +459,109 @@ where
     legend(&mut c, text)?;
     area.present()?;
     Ok(())
+}
+
+/// One image of a [`map_grid`]: a gray slice (values in [0, 1], row-major h x w) under a map of the
+/// same size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapPanel {
+    pub title: String,
+    pub gray: Vec<f32>,
+    pub map: Vec<f32>,
+    pub h: usize,
+    pub w: usize,
+}
+
+/// Inferno-like colour map of t in [0, 1].
+fn heat(t: f64) -> [f64; 3] {
+    const STOPS: [[f64; 3]; 5] = [
+        [0.0, 0.0, 4.0],
+        [87.0, 16.0, 110.0],
+        [188.0, 55.0, 84.0],
+        [249.0, 142.0, 9.0],
+        [252.0, 255.0, 164.0],
+    ];
+    let x = t.clamp(0.0, 1.0) * (STOPS.len() - 1) as f64;
+    let (i, f) = ((x.floor() as usize).min(STOPS.len() - 2), x - x.floor().min((STOPS.len() - 2) as f64));
+    [0, 1, 2].map(|c| STOPS[i][c] + f * (STOPS[i + 1][c] - STOPS[i][c]))
+}
+
+/// Writes `path` (PNG): the panels in rows of `columns`, each its slice under its map at 55 % opacity
+/// (the map's colour scale spans `range` in every panel), scaled to `cell` pixels on its longer side,
+/// with its title above, the figure's `title` on top and a colour bar labelled `bar_label` at the right.
+pub fn map_grid(
+    path: &Path,
+    title: &str,
+    panels: &[MapPanel],
+    columns: usize,
+    cell: u32,
+    range: (f64, f64),
+    bar_label: &str,
+) -> PlotResult<()> {
+    const TOP: u32 = 36;
+    const CAPTION: u32 = 22;
+    const GAP: u32 = 10;
+    const BAR: u32 = 110;
+    let columns = columns.clamp(1, panels.len().max(1));
+    let rows = panels.len().div_ceil(columns).max(1) as u32;
+    let size = (columns as u32 * (cell + GAP) + GAP + BAR, TOP + rows * (cell + CAPTION + GAP) + GAP);
+    let mut buf = vec![255u8; (size.0 * size.1 * 3) as usize];
+    let (lo, hi) = (range.0, if range.1 > range.0 { range.1 } else { range.0 + 1e-12 });
+    let mut put = |x: u32, y: u32, rgb: [f64; 3]| {
+        let k = ((y * size.0 + x) * 3) as usize;
+        for c in 0..3 {
+            buf[k + c] = rgb[c].round().clamp(0.0, 255.0) as u8;
+        }
+    };
+    let mut origins = Vec::new();
+    for (i, p) in panels.iter().enumerate() {
+        if p.gray.len() != p.h * p.w || p.map.len() != p.h * p.w || p.h == 0 || p.w == 0 {
+            return Err(format!("map panel {:?}: sizes do not match {} x {}", p.title, p.h, p.w).into());
+        }
+        let (x0, y0) = (
+            GAP + (i % columns) as u32 * (cell + GAP),
+            TOP + (i / columns) as u32 * (cell + CAPTION + GAP) + CAPTION,
+        );
+        let scale = cell as f64 / p.h.max(p.w) as f64;
+        let (dh, dw) = ((p.h as f64 * scale).round() as u32, (p.w as f64 * scale).round() as u32);
+        for y in 0..dh {
+            let sy = ((y as f64 / scale) as usize).min(p.h - 1);
+            for x in 0..dw {
+                let k = sy * p.w + ((x as f64 / scale) as usize).min(p.w - 1);
+                let g = 255.0 * (p.gray[k] as f64).clamp(0.0, 1.0);
+                let m = heat((p.map[k] as f64 - lo) / (hi - lo));
+                put(x0 + x, y0 + y, m.map(|c| 0.45 * g + 0.55 * c));
+            }
+        }
+        origins.push((x0, y0));
+    }
+    let (bx, by, bh) =
+        (size.0 - BAR + 8, TOP + CAPTION, (size.1 - TOP - CAPTION - GAP - 24).min(cell * 2).max(2));
+    for y in 0..bh {
+        let rgb = heat(1.0 - y as f64 / (bh - 1).max(1) as f64);
+        for x in 0..16 {
+            put(bx + x, by + y, rgb);
+        }
+    }
+    if font_available() {
+        let area = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
+        let style = ("sans-serif", 16).into_font().color(&BLACK);
+        area.draw_text(title, &("sans-serif", 20).into_font().color(&BLACK), (GAP as i32, 8))?;
+        for (p, (x0, y0)) in panels.iter().zip(&origins) {
+            area.draw_text(&p.title, &style, (*x0 as i32, *y0 as i32 - CAPTION as i32 + 3))?;
+        }
+        for k in 0..=4 {
+            let v = hi - (hi - lo) * k as f64 / 4.0;
+            let y = by as i32 + ((bh - 1) as f64 * k as f64 / 4.0) as i32 - 7;
+            let label = if hi.abs().max(lo.abs()) >= 0.01 { format!("{v:.3}") } else { format!("{v:.2e}") };
+            area.draw_text(&label, &("sans-serif", 13).into_font().color(&BLACK), (bx as i32 + 20, y))?;
+        }
+        area.draw_text(
+            bar_label,
+            &("sans-serif", 14).into_font().color(&BLACK),
+            (bx as i32 - 4, by as i32 + bh as i32 + 4),
+        )?;
+        area.present()?;
+    }
+    write_png_sized(path, &buf, size)
 }

@@ -331,3 +331,57 @@ fn bench_command_writes_reports_identity_equals_input_and_reruns_are_identical()
     assert_eq!(saved.pixels.dim(), (1, 96, 96));
     assert!(!a.join("images/fail").exists());
 }
+
+/// `maps`: every method's mean map per map method is the mean of its images' maps (resized to the
+/// model's size), the panels hold the first 4 images, and the reports draw maps_*.png and
+/// mean_map_*.png.
+#[test]
+fn bench_maps_are_the_mean_of_the_image_maps_and_are_drawn() {
+    use ldctq::criterion::{MapMethod, QualityCriterion};
+    let o = BenchOptions { limit: Some(6), batch: 4, maps: true, ..opts() };
+    let run = run_specs(&["median".to_string()], &PluginHost::InProcess, &o);
+    let maps = run.maps.as_ref().expect("maps collected");
+    let names: Vec<&str> = run.methods.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(maps.means.len(), names.len() * 2);
+    let data = Dataset::open(&sim_set()).unwrap();
+    let inputs: Vec<tch::Tensor> = data.samples[..6]
+        .iter()
+        .map(|s| {
+            ldctq::data::load_frame(&s.path, s.frame, None, ldctq::Space::Unit, Window::LDCTIQA).unwrap()
+        })
+        .collect();
+    let inputs = tch::Tensor::stack(&inputs, 0).unsqueeze(1); // (6, 1, 96, 96)
+    let s = maps.size;
+    for map in MapMethod::ALL {
+        let mean = maps.means.iter().find(|m| m.method == "input" && m.map == map).unwrap();
+        assert_eq!(mean.count, 6);
+        let want = fixture_model().quality_map(&inputs, map).unwrap().unsqueeze(1);
+        let want = want.to_kind(tch::Kind::Double).upsample_bilinear2d([s, s], false, None, None).mean_dim(
+            0,
+            false,
+            tch::Kind::Double,
+        );
+        let got = tch::Tensor::from_slice(&mean.sum).view([1, s, s]) / 6.0;
+        let diff = common::max_abs_diff(&got, &want);
+        assert!(diff <= 1e-6 * (1.0 + common::max_abs(&want)), "{}: mean map differs by {diff}", map.name());
+        let panels: Vec<usize> =
+            maps.panels.iter().filter(|p| p.map == map && p.method == "input").map(|p| p.image).collect();
+        assert_eq!(panels, [0, 1, 2, 3]);
+    }
+    let dir = common::temp_dir("bench-maps");
+    let summary = bench::summarize(&run, &o);
+    let prov = bench::Provenance::new(
+        &common::fixture("quality/a_unit_seq"),
+        "fixture",
+        &data,
+        &[],
+        &o,
+        Placement::default(),
+    )
+    .unwrap();
+    let written = bench::write_reports(&dir, &run, &summary, &prov).unwrap();
+    assert_eq!(written.plots_error, None);
+    for f in ["maps_intrinsic.png", "maps_gradient.png", "mean_map_intrinsic.png", "mean_map_gradient.png"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+}

@@ -15,7 +15,7 @@ pub mod error;
 use dlpack::{tensor_view, DLDataType, DLDevice, DLTensor, KDL_CPU, KDL_CUDA, KDL_FLOAT};
 pub use error::ldctq_status;
 use error::{ffi_boundary, ffi_boundary_void, non_null, utf8_arg, FfiError, FfiResult};
-use ldctq::{Placement, QualityCriterion, Scorer, Space};
+use ldctq::{MapMethod, Placement, QualityCriterion, Scorer, Space};
 use std::ffi::{c_char, CStr};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -26,9 +26,9 @@ use tch::{Device, Kind, Tensor};
 pub const LDCTQ_ABI_VERSION_MAJOR: u32 = 1;
 /// Minor version of the C ABI: grows when functions, struct fields (at the end) or status codes are
 /// added.
-pub const LDCTQ_ABI_VERSION_MINOR: u32 = 0;
+pub const LDCTQ_ABI_VERSION_MINOR: u32 = 1;
 
-/// `ldctq_version_string()`, e.g. "ldctq 0.1.0 (C ABI 1.0; tch 0.24.0; libtorch 2.11.0+cu130)":
+/// `ldctq_version_string()`, e.g. "ldctq 0.1.0 (C ABI 1.1; tch 0.24.0; libtorch 2.11.0+cu130)":
 /// assembled at compile time from the package version, the ABI constants above, and the tch and
 /// libtorch versions that `build.rs` read (Cargo.lock's tch entry, the libtorch torch-sys built
 /// against).
@@ -117,6 +117,17 @@ pub enum ldctq_input_space {
     Unit = 0,
     /// Hounsfield units, windowed by the model with `window_center` / `window_width`.
     Hu = 1,
+}
+
+/// How `ldctq_quality_map` locates quality loss (every map is high where quality is lost).
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ldctq_map_method {
+    /// Model-intrinsic: 4 minus each patch's score (the patch token through the local and texture
+    /// heads, fused with the slice's global head), upsampled bilinearly; in [0, 4].
+    Intrinsic = 0,
+    /// Gradient: |d score / d image|, smoothed by a Gaussian of (h + w) / 128 pixels.
+    Gradient = 1,
 }
 
 /// Options of `ldctq_model_open`. Fill with `ldctq_model_options_init`, then change fields.
@@ -362,6 +373,49 @@ unsafe fn score_grad(
     Ok(())
 }
 
+/// Shared body of `ldctq_quality_map` / `ldctq_quality_map_dlpack`.
+///
+/// # Safety
+/// As `ldctq_quality_map_dlpack`: `model` NULL or live; `images` and `maps_out` NULL or valid
+/// DLTensors, `maps_out`'s memory writable.
+unsafe fn quality_map(
+    model: *mut ldctq_model,
+    images: *const DLTensor,
+    n: usize,
+    method: i32,
+    maps_out: *mut DLTensor,
+) -> FfiResult<()> {
+    let method = match method {
+        m if m == ldctq_map_method::Intrinsic as i32 => MapMethod::Intrinsic,
+        m if m == ldctq_map_method::Gradient as i32 => MapMethod::Gradient,
+        m => return Err(FfiError::invalid(format!("map method {m} (expected 0 intrinsic or 1 gradient)"))),
+    };
+    if maps_out.is_null() {
+        return Err(FfiError::null("maps_out"));
+    }
+    // SAFETY: forwarded from this function's contract.
+    let (model, x) = unsafe { model_and_images(model, images, n) }?;
+    // SAFETY: maps_out is a valid DLTensor over writable memory that outlives the view (contract);
+    // `writable` rejects strides that would write one element twice.
+    let mut out = unsafe { tensor_view(maps_out, "maps_out", true) }?;
+    let size = x.size();
+    let (h, w) = (size[size.len() - 2], size[size.len() - 1]);
+    if out.numel() != x.numel() || out.size()[0] != size[0] || out.size()[out.dim() - 2..] != [h, w] {
+        return Err(FfiError::shape(format!(
+            "maps_out has shape {:?}, expected [{}, {h}, {w}] for images {size:?}",
+            out.size(),
+            size[0]
+        )));
+    }
+    let maps = {
+        let m = model.lock();
+        m.quality_map(&x, method)?
+    };
+    tch::no_grad(|| out.f_copy_(&maps.f_reshape(out.size())?))?; // casts to maps_out's dtype and device
+    sync(out.device());
+    Ok(())
+}
+
 /// A DLTensor header over a caller's contiguous float32 N x H x W host buffer.
 fn host_tensor(data: *const f32, shape: &mut [i64; 3], name: &str) -> FfiResult<DLTensor> {
     if data.is_null() {
@@ -401,7 +455,7 @@ pub extern "C" fn ldctq_abi_version() -> u32 {
     (LDCTQ_ABI_VERSION_MAJOR << 16) | LDCTQ_ABI_VERSION_MINOR
 }
 
-/// Library version, e.g. "ldctq 0.1.0 (C ABI 1.0; tch 0.24.0; libtorch 2.11.0+cu130)": the package,
+/// Library version, e.g. "ldctq 0.1.0 (C ABI 1.1; tch 0.24.0; libtorch 2.11.0+cu130)": the package,
 /// the C ABI (`LDCTQ_ABI_VERSION_MAJOR.MINOR`), and the tch and libtorch it was built with.
 /// Static; never NULL.
 #[no_mangle]
@@ -710,6 +764,37 @@ pub unsafe extern "C" fn ldctq_score_grad(
     })
 }
 
+/// Quality maps of `n` images as in `ldctq_score` into `maps_out[n * h * w]` (float32, row-major,
+/// each map at its image's size, high where quality is lost). `method`: an `ldctq_map_method`.
+///
+/// # Safety
+/// `model` is NULL or a live handle. `images` is NULL or readable for `n * h * w` floats, and
+/// `maps_out` NULL or writable for `n * h * w` floats; the two do not overlap, and no other thread
+/// writes them during the call. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn ldctq_quality_map(
+    model: *mut ldctq_model,
+    images: *const f32,
+    n: usize,
+    h: usize,
+    w: usize,
+    method: i32,
+    maps_out: *mut f32,
+) -> ldctq_status {
+    ffi_boundary(|| {
+        if model.is_null() {
+            return Err(FfiError::null("model"));
+        }
+        let mut shape = host_shape(n, h, w)?;
+        let x = host_tensor(images, &mut shape, "images")?;
+        let mut maps_shape = shape;
+        let mut out = host_tensor(maps_out, &mut maps_shape, "maps_out")?;
+        // SAFETY: x and out describe the caller's n * h * w readable images and writable maps
+        // (contract; host_shape checked the size) and outlive the call; model as quality_map requires.
+        unsafe { quality_map(model, &x, n, method, &mut out) }
+    })
+}
+
 // ------------------------------------------------------------------------------------------------
 // Scores and gradients on DLPack tensors (host or CUDA)
 
@@ -758,6 +843,27 @@ pub unsafe extern "C" fn ldctq_score_grad_dlpack(
 ) -> ldctq_status {
     // SAFETY: the pointers are as score_grad requires (contract).
     ffi_boundary(|| unsafe { score_grad(model, images, upstream, n, scores_out, grad_out) })
+}
+
+/// Quality maps of DLPack images (as in `ldctq_score_dlpack`) into the caller-allocated DLTensor
+/// `maps_out`: N x H x W or N x 1 x H x W (the images' N, H and W), float16, bfloat16, float32 or
+/// float64, any non-overlapping strides, on any supported device; fully overwritten on success.
+/// `method`: an `ldctq_map_method`.
+///
+/// # Safety
+/// `model` is NULL or a live handle. `images` as in `ldctq_score_dlpack`. `maps_out` is NULL or a
+/// DLTensor of the same kind whose data is writable at every element it reaches and does not overlap
+/// the images. No other thread writes either during the call. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn ldctq_quality_map_dlpack(
+    model: *mut ldctq_model,
+    images: *const DLTensor,
+    n: usize,
+    method: i32,
+    maps_out: *mut DLTensor,
+) -> ldctq_status {
+    // SAFETY: the pointers are as quality_map requires (contract).
+    ffi_boundary(|| unsafe { quality_map(model, images, n, method, maps_out) })
 }
 
 #[cfg(test)]

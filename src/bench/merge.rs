@@ -29,6 +29,7 @@ pub fn read_run(dir: &Path) -> Result<(BenchRun, Provenance)> {
         methods: file.methods,
         timing: file.timing,
         window: file.run.options.window,
+        maps: None,
     };
     if run.methods.iter().any(|m| m.scores.len() != run.images.len()) {
         return Err(Error::Config { path, msg: "methods and images differ in length".into() });
@@ -153,6 +154,6 @@ pub fn merge(mut shards: Vec<(BenchRun, Provenance)>) -> Result<(BenchRun, Prove
     let mut provenance = first.clone();
     provenance.options.shard = None;
     provenance.command = std::env::args().collect();
-    let run = BenchRun { images, methods, timing, window: first_run.window };
+    let run = BenchRun { images, methods, timing, window: first_run.window, maps: None };
     Ok((run, provenance))
 }

@@ -18,12 +18,14 @@
 //! test against the input and between every pair of methods (with Holm-adjusted p-values), PSNR, SSIM
 //! and VIF (mean and interval) and the Spearman correlation between the score and each of them. Every
 //! random draw derives from [`BenchOptions::seed`], so the same inputs give the same numbers.
+mod maps;
 mod merge;
 mod provenance;
 mod report;
 mod run;
 mod stats;
 
+pub use maps::{BenchMaps, ImageMap, MeanMap, PANEL_IMAGES};
 pub use merge::{merge, read_run};
 pub use provenance::{hash_dataset, hash_model, libtorch_version, Provenance};
 pub use report::{per_image_csv, summary_csv, summary_markdown, write_reports, Written};
@@ -65,6 +67,10 @@ pub struct BenchOptions {
     /// Write every denoised image as a TIFF to `DIR/<method>/<file>.tif`.
     #[serde(skip)]
     pub save_images: Option<PathBuf>,
+    /// Collect quality maps ([`BenchRun::maps`]; drawn by [`write_reports`] as `maps_METHOD.png` and
+    /// `mean_map_METHOD.png`).
+    #[serde(skip)]
+    pub maps: bool,
 }
 
 impl Default for BenchOptions {
@@ -79,6 +85,7 @@ impl Default for BenchOptions {
             shard: None,
             raw_as: None,
             save_images: None,
+            maps: false,
         }
     }
 }
@@ -196,4 +203,7 @@ pub struct BenchRun {
     pub methods: Vec<MethodRun>,
     pub timing: Timing,
     pub window: Window,
+    /// Quality maps, when [`BenchOptions::maps`] asked for them (not saved in `summary.json`).
+    #[serde(skip)]
+    pub maps: Option<BenchMaps>,
 }

@@ -361,5 +361,22 @@ fn draw_plots(dir: &Path, run: &BenchRun) -> crate::plots::PlotResult<Vec<PathBu
         let by_psnr = series(&fr, &|m, i| m.psnr[i]);
         files.extend(scatter(dir, "score_vs_psnr", "Score against PSNR", ("PSNR (dB)", "score"), &by_psnr)?);
     }
+    if let Some(maps) = &run.maps {
+        let names: Vec<String> = run
+            .images
+            .iter()
+            .map(|r| {
+                let stem = Path::new(&r.file)
+                    .file_stem()
+                    .map_or(String::new(), |s| s.to_string_lossy().into_owned());
+                if r.frame > 0 {
+                    format!("{stem}-{}", r.frame)
+                } else {
+                    stem
+                }
+            })
+            .collect();
+        files.extend(maps.draw(dir, &names)?);
+    }
     Ok(files)
 }

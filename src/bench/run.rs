@@ -1,5 +1,5 @@
 //! The benchmark run: every candidate on every image, scored, with full-reference metrics.
-use super::{BenchOptions, BenchRun, Event, ImageRecord, MethodKind, MethodRun, Timing};
+use super::{BenchMaps, BenchOptions, BenchRun, Event, ImageRecord, MethodKind, MethodRun, Timing};
 use crate::criterion::QualityCriterion;
 use crate::data::{load_frame, read_meta, Dataset, ImageMeta, Sample};
 use crate::denoise::{denoise_checked, Candidate, Denoiser};
@@ -119,6 +119,7 @@ pub fn run(
     // Images in the model's input space, from the LDCTIQA [0, 1] space denoisers work in.
     let to_model_space = |x: &Tensor| Window::LDCTIQA.convert(x, Space::Unit, info.input);
     let mut timing = Timing { images: n, ..Timing::default() };
+    let mut maps = opts.maps.then(|| BenchMaps::new(info.image_size));
     let mut i0 = 0;
     while i0 < n {
         // A batch: consecutive images of one size.
@@ -207,7 +208,15 @@ pub fn run(
         };
         on_event(Event::Method { method: "input" });
         evaluate(&mut methods[0], &x, &mut timing)?;
+        let all: Vec<usize> = (i0..i0 + count).collect();
+        if let Some(maps) = maps.as_mut() {
+            maps.add(criterion, "input", &x, &to_model_space(&x)?, &all)?;
+        }
         if let Some(r) = &ref_t {
+            if let Some(maps) = maps.as_mut() {
+                let at: Vec<usize> = ref_idx.iter().map(|j| i0 + j).collect();
+                maps.add(criterion, "reference", r, &to_model_space(r)?, &at)?;
+            }
             let t = Instant::now();
             let scores = to_vec(&criterion.score(&to_model_space(r)?)?)?;
             timing.score_seconds += t.elapsed().as_secs_f64();
@@ -227,6 +236,9 @@ pub fn run(
             match out {
                 Ok(y) => {
                     evaluate(m, &y, &mut timing)?;
+                    if let Some(maps) = maps.as_mut() {
+                        maps.add(criterion, &m.name, &y, &to_model_space(&y)?, &all)?;
+                    }
                     if let Some(dir) = &opts.save_images {
                         save_batch(&dir.join(&m.name), &y, &images[i0..i0 + count])?;
                     }
@@ -245,7 +257,7 @@ pub fn run(
     timing.total_seconds = start.elapsed().as_secs_f64();
     timing.images_per_second = n as f64 / timing.total_seconds.max(1e-9);
     timing.score_share = timing.score_seconds / timing.total_seconds.max(1e-9);
-    Ok(BenchRun { images, methods, timing, window: opts.window })
+    Ok(BenchRun { images, methods, timing, window: opts.window, maps })
 }
 
 fn save_batch(dir: &Path, y: &Tensor, images: &[ImageRecord]) -> Result<()> {

@@ -82,6 +82,10 @@ pub struct RunArgs {
     /// Also write every denoised image to OUT/images/<method>/.
     #[arg(long)]
     save_images: bool,
+    /// Also draw quality maps (intrinsic and gradient) of every method: OUT/maps_METHOD.png (the first
+    /// 4 images) and OUT/mean_map_METHOD.png (the mean map of each method).
+    #[arg(long)]
+    maps: bool,
     /// Override the model's prompt.
     #[arg(long)]
     prompt: Option<String>,
@@ -147,6 +151,7 @@ fn run_bench(args: RunArgs) -> anyhow::Result<()> {
         shard: args.shard,
         raw_as: args.input,
         save_images: args.save_images.then(|| out.join("images")),
+        maps: args.maps,
     };
     anyhow::ensure!(
         !(args.in_process_plugins && args.plugin_timeout.is_some()),

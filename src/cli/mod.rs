@@ -4,6 +4,7 @@ mod bench;
 mod embed;
 mod eval;
 mod init;
+mod map;
 mod score;
 mod simulate;
 mod train;
@@ -27,6 +28,8 @@ enum Command {
     Init(init::Args),
     /// Score CT images (files or folders: DICOM, TIFF, npy, PNG).
     Score(score::Args),
+    /// Quality maps of CT images (where quality is lost): NAME.METHOD.npy and PNG overlays.
+    Map(map::Args),
     /// Simulate a low-dose CT quality data set (LDCTIQA2023 layout) from phantoms or real slices.
     Simulate(simulate::Args),
     /// Train a model folder with the pairwise ranking loss (k-fold cross-validation).
@@ -53,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Embed(args) => embed::run(args),
         Command::Init(args) => init::run(args),
         Command::Score(args) => score::run(args),
+        Command::Map(args) => map::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),

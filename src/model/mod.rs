@@ -19,7 +19,7 @@ pub use config::{backbone_ref, resolve_backbone, QualityConfig, Widths, DEFAULT_
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::film::{modulate, Film, FilmConfig};
-use crate::heads::{pool, Heads, HeadsConfig};
+use crate::heads::{pool, pool_per_patch, Heads, HeadsConfig};
 use crate::placement::Placement;
 use crate::preprocess::Preprocess;
 use crate::rng::Rng;
@@ -265,8 +265,9 @@ impl QualityModel {
         self.stages_from_tokens(pixel_values, tokens, dropout)
     }
 
-    /// The stages after the vision tower: FiLM, pooling, heads, fusion, score.
-    fn stages_from_tokens(
+    /// The stages after the vision tower: FiLM, pooling, heads, fusion, score (`tokens`: H, (B, P, d);
+    /// `pixel_values` is only kept in the result).
+    pub fn stages_from_tokens(
         &self,
         pixel_values: Tensor,
         tokens: Tensor,
@@ -280,6 +281,57 @@ impl QualityModel {
         let logit = self.heads.fuse(&y)?; // (B)
         let score = logit.f_div_scalar(self.config.tau_out)?.f_sigmoid()?.f_mul_scalar(4.0)?; // (B) in [0, 4]
         Ok(Stages { pixel_values, gamma, beta, tokens, tokens_film, h_g, h_l, h_tex, y, logit, score })
+    }
+
+    /// The sub-scores of each patch, [y_g, y_l(p), y_tex(p)]: the slice's global sub-score, the local
+    /// head on the slice's regions with p's region(s) replaced by p's FiLM-modulated token, and the
+    /// texture head on p's token in both bins ([`crate::heads::pool_per_patch`]).
+    ///
+    /// # Shapes
+    /// `stages` of B images with P patches -> (B, P, 3), patches row-major over the patch grid.
+    pub fn patch_sub_scores(&self, stages: &Stages) -> Result<Tensor> {
+        let (b, p, d) = stages.tokens_film.size3()?;
+        let (h_l, h_tex) = pool_per_patch(&stages.tokens_film, self.config.local_mode)?; // (B, P, 4d), (B, P, 2d)
+        let h_g = stages.h_g.f_unsqueeze(1)?.f_expand([b, p, d], false)?; // the slice's, (B, P, d)
+        let flat = |t: &Tensor| t.f_reshape([b * p, -1]);
+        let y = self.heads.sub_scores(&flat(&h_g)?, &flat(&h_l)?, &flat(&h_tex)?, None)?; // (BP, 3)
+        Ok(y.f_reshape([b, p, 3])?)
+    }
+
+    /// The model-intrinsic patch scores: [`Self::patch_sub_scores`] fused and bounded as the slice's,
+    /// `4 sigmoid(phi(y_g, y_l(p), y_tex(p)) / tau)`: the slice score the model would give if p's
+    /// region looked like p and p were its most textured token. When all patch tokens are equal each
+    /// patch score is the slice score exactly.
+    ///
+    /// # Shapes
+    /// `stages` of B images with P patches -> (B, P).
+    pub fn patch_scores(&self, stages: &Stages) -> Result<Tensor> {
+        let y = self.patch_sub_scores(stages)?; // (B, P, 3)
+        let (b, p, _) = y.size3()?;
+        let logit = self.heads.fuse(&y.f_reshape([b * p, 3])?)?.f_reshape([b, p])?; // (B, P)
+        Ok(logit.f_div_scalar(self.config.tau_out)?.f_sigmoid()?.f_mul_scalar(4.0)?)
+    }
+
+    /// The model-intrinsic quality map: `4 - patch score` ([`Self::patch_scores`]) on the patch grid,
+    /// upsampled bilinearly (half-pixel centres) to the images' size; in [0, 4], high where quality is
+    /// lost. Computed without a graph.
+    ///
+    /// # Shapes
+    /// `images` as [`Self::score_images`] takes them, (N, H, W) or (N, 1, H, W) -> (N, H, W), f32 (f64
+    /// for an f64 model).
+    pub fn intrinsic_map(&self, images: &Tensor) -> Result<Tensor> {
+        Preprocess::check(images)?;
+        let size = images.size();
+        let (n, h, w) = (size[0], size[size.len() - 2], size[size.len() - 1]);
+        tch::no_grad(|| {
+            let images = images.f_detach()?.f_to_kind(self.output_kind())?;
+            let stages = self.forward_stages(&self.config.preprocess().pixel_values(&images)?, None)?;
+            let scores = self.patch_scores(&stages)?; // (N, P)
+            let side = (scores.size()[1] as f64).sqrt().round() as i64; // preprocessing makes it square
+            let loss = scores.f_neg()?.f_add_scalar(4.0)?.f_reshape([n, 1, side, side])?;
+            let map = loss.f_upsample_bilinear2d([h, w], false, None, None)?; // (N, 1, H, W)
+            Ok(map.f_reshape([n, h, w])?)
+        })
     }
 
     /// Scores from `pixel_values`.

@@ -637,6 +637,71 @@ static void threads_share_one_model_and_run_separate_models(void) {
     free(x);
 }
 
+/* Quality maps: host and DLPack paths agree (float32 N x H x W, float64 N x 1 x H x W); bad arguments
+ * are statuses and leave the output alone. Writes the images and the host maps to SCRATCH/map_*.f32
+ * for scripts/test_ffi.sh to compare with `ldctq map`. */
+static void quality_maps_host_dlpack_and_bad_input(const char* scratch) {
+    ldctq_model* h = open_model(NULL, "open for maps");
+    enum { N = 2, H = 20, W = 24, K = N * H * W };
+    float* x = pixels(K, 31);
+    float* maps = malloc(K * sizeof *maps);
+    float* viewed = malloc(K * sizeof *viewed);
+    double* viewed64 = malloc(K * sizeof *viewed64);
+    int64_t shape[3] = {N, H, W}, shape4[4] = {N, 1, H, W};
+    const char* names[2] = {"intrinsic", "gradient"};
+    char path[4096];
+    for (int32_t method = LDCTQ_MAP_METHOD_INTRINSIC; method <= LDCTQ_MAP_METHOD_GRADIENT; method++) {
+        expect(ldctq_quality_map(h, x, N, H, W, method, maps), LDCTQ_STATUS_OK, names[method]);
+        double lo = 1e30, hi = -1e30;
+        for (size_t i = 0; i < K; i++) {
+            lo = maps[i] < lo ? maps[i] : lo;
+            hi = maps[i] > hi ? maps[i] : hi;
+        }
+        check(lo >= 0.0 && hi > lo && (method == 1 || hi <= 4.0), "%s map range %g..%g", names[method], lo, hi);
+        DLTensor images = dl(x, 3, shape, NULL, kDLFloat, 32);
+        DLTensor out = dl(viewed, 3, shape, NULL, kDLFloat, 32);
+        expect(ldctq_quality_map_dlpack(h, &images, N, method, &out), LDCTQ_STATUS_OK, "map dlpack f32");
+        DLTensor out64 = dl(viewed64, 4, shape4, NULL, kDLFloat, 64);
+        expect(ldctq_quality_map_dlpack(h, &images, N, method, &out64), LDCTQ_STATUS_OK, "map dlpack f64 Nx1xHxW");
+        double worst = 0.0;
+        for (size_t i = 0; i < K; i++) {
+            worst = fmax(worst, fabs((double)viewed[i] - maps[i]));
+            worst = fmax(worst, fabs(viewed64[i] - maps[i]));
+        }
+        check(worst <= 1e-5, "%s: dlpack vs host maps differ by %g", names[method], worst);
+        printf("ok   %s map: host vs DLPack max |diff| %g\n", names[method], worst);
+        snprintf(path, sizeof path, "%s/map_%s.f32", scratch, names[method]);
+        check(write_file(path, (const char*)maps, K * sizeof *maps), "writing %s", path);
+    }
+    snprintf(path, sizeof path, "%s/map_images.f32", scratch);
+    check(write_file(path, (const char*)x, K * sizeof *x), "writing %s", path);
+
+    for (size_t i = 0; i < K; i++) maps[i] = -1.0f;
+    expect(ldctq_quality_map(NULL, x, N, H, W, 0, maps), LDCTQ_STATUS_NULL_ARGUMENT, "map(NULL model)");
+    expect(ldctq_quality_map(h, NULL, N, H, W, 0, maps), LDCTQ_STATUS_NULL_ARGUMENT, "map(NULL images)");
+    expect(ldctq_quality_map(h, x, N, H, W, 0, NULL), LDCTQ_STATUS_NULL_ARGUMENT, "map(NULL maps_out)");
+    expect(ldctq_quality_map(h, x, N, H, W, 7, maps), LDCTQ_STATUS_INVALID_ARGUMENT, "map(method 7)");
+    expect(ldctq_quality_map(h, x, N, H, W, -1, maps), LDCTQ_STATUS_INVALID_ARGUMENT, "map(method -1)");
+    expect(ldctq_quality_map(h, x, 0, H, W, 0, maps), LDCTQ_STATUS_INVALID_ARGUMENT, "map(n 0)");
+    DLTensor images = dl(x, 3, shape, NULL, kDLFloat, 32);
+    int64_t wrong[3] = {N, W, H};
+    DLTensor out = dl(maps, 3, wrong, NULL, kDLFloat, 32);
+    expect(ldctq_quality_map_dlpack(h, &images, N, 0, &out), LDCTQ_STATUS_SHAPE_MISMATCH, "map dlpack: out W x H");
+    out = dl(maps, 3, shape, NULL, kDLFloat, 32);
+    expect(ldctq_quality_map_dlpack(h, &images, N + 1, 0, &out), LDCTQ_STATUS_SHAPE_MISMATCH, "map dlpack: n != N");
+    expect(ldctq_quality_map_dlpack(h, &images, N, 0, NULL), LDCTQ_STATUS_NULL_ARGUMENT, "map dlpack: NULL out");
+    expect(ldctq_quality_map_dlpack(h, NULL, N, 0, &out), LDCTQ_STATUS_NULL_ARGUMENT, "map dlpack: NULL images");
+    int64_t two[2] = {H, W};
+    DLTensor flat = dl(x, 2, two, NULL, kDLFloat, 32);
+    expect(ldctq_quality_map_dlpack(h, &flat, N, 0, &out), LDCTQ_STATUS_SHAPE_MISMATCH, "map dlpack: 2-d images");
+    check(all_equal_f32(maps, K, -1.0f), "maps_out written by a failed call");
+    free(x);
+    free(maps);
+    free(viewed);
+    free(viewed64);
+    ldctq_model_free(h);
+}
+
 int main(int argc, char** argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s MODEL_DIR SCRATCH_DIR PACKAGE_VERSION\n", argv[0]);
@@ -651,6 +716,7 @@ int main(int argc, char** argv) {
     dlpack_views_agree_with_the_host_path();
     gradient_is_a_vjp_matching_central_differences_in_f64();
     threads_share_one_model_and_run_separate_models();
+    quality_maps_host_dlpack_and_bad_input(argv[2]);
     printf("abi: %d passed, %d failed\n", passes, failures);
     return failures == 0 ? 0 : 1;
 }
