@@ -32,6 +32,13 @@ echo "== 4. A real CT slice (pydicom's CT_small.dcm, HU windowed as the model wa
 "$LDCTQ" score --model "$MODEL" .venv/lib/python3.*/site-packages/pydicom/data/test_files/CT_small.dcm
 
 echo
+echo "== 4b. Where quality is lost: quality maps of a 5 % dose slice and its full-dose reference =="
+LOW=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(next(r["file"] for r in m if r["dose"]==0.05))' "$OUT/sim/meta.json")
+mkdir -p "$OUT/map-in" && cp "$OUT/sim/image/$LOW" "$OUT/map-in/dose5.tif" && cp "$OUT/sim/reference/$LOW" "$OUT/map-in/full.tif"
+"$LDCTQ" map --model "$MODEL" --out "$OUT/maps" --method all "$OUT/map-in/dose5.tif" "$OUT/map-in/full.tif"
+echo "(npy maps and PNG overlays in $OUT/maps)"
+
+echo
 echo "== 5. Benchmarking denoisers without looking at the references (then PSNR/SSIM/VIF against them) =="
 PLUGIN=()
 if command -v cc > /dev/null; then
@@ -40,5 +47,6 @@ if command -v cc > /dev/null; then
   PLUGIN=(--denoiser "c_gauss=$OUT/libgaussian.so:{\"sigma\":1.2}")
 fi
 "$LDCTQ" bench --model "$MODEL" --data "$OUT/sim" --out "$OUT/bench" --bootstrap 500 --window abdomen \
-  --denoiser identity --denoiser median --denoiser 'gaussian:{"sigma":0.8}' "${PLUGIN[@]}"
-echo "(reports and plots in $OUT/bench: summary.md, per_image.csv, scores.png, score_vs_dose.png, ...)"
+  --denoiser identity --denoiser median --denoiser 'gaussian:{"sigma":0.8}' "${PLUGIN[@]}" --maps
+echo "(reports and plots in $OUT/bench: summary.md, per_image.csv, scores.png, score_vs_dose.png, quality maps"
+echo " maps_intrinsic.png / mean_map_intrinsic.png, ...)"
