@@ -352,6 +352,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A degraded family's degradation and its measured factors.
+type Degraded = (Degradation, Measured);
+
 /// The low-dose scan `low` of a slice with reference `reference` as the image of `family`: the image,
 /// its noise-free label and, for a degraded family, the degradation and its measured factors.
 fn scan_or_family(
@@ -361,7 +364,7 @@ fn scan_or_family(
     seed: u64,
     low: Tensor,
     reference: &Tensor,
-) -> anyhow::Result<(Tensor, f64, Option<(Degradation, Measured)>)> {
+) -> anyhow::Result<(Tensor, f64, Option<Degraded>)> {
     if family == Family::Scan {
         return Ok((low, simulate::quality_label(dose, views, full_views), None));
     }
