@@ -342,10 +342,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ldctq::io::write_atomic(&args.out.join(labels_name), serde_json::to_string_pretty(&labels)?.as_bytes())?;
     ldctq::io::write_atomic(&args.out.join("meta.json"), serde_json::to_string_pretty(&meta)?.as_bytes())?;
     eprintln!(
-        "wrote {} images ({} sources, {} dose/view combinations) to {} in {:.1} s",
+        "wrote {} images ({} sources, {}) to {} in {:.1} s",
         count,
         sources.len(),
-        combos.len(),
+        if args.localized {
+            "localized".to_string()
+        } else {
+            format!("{} dose/view combinations", combos.len())
+        },
         args.out.display(),
         bar.elapsed().as_secs_f64()
     );
