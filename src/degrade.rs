@@ -21,10 +21,13 @@
 //! texture shift, weighted by how visible the remaining noise is (its rms relative to the full-dose
 //! scan's, at most 1). So a denoiser that removes noise gains, one that blurs or leaves blotches
 //! loses, and blurring a full-dose image only loses.
+//!
+//! A [`Local`] degradation is confined to a [`Region`] of an otherwise untouched full-dose scan
+//! ([`localize`], `ldctq simulate --localized`): the ground truth of the quality maps' pointing game.
 use crate::error::{Error, Result};
 use crate::filters;
-use crate::rng::Rng;
-use crate::simulate::{quality_label, LABEL_DOSE_SLOPE};
+use crate::rng::{derive_seed, Rng};
+use crate::simulate::{self, quality_label, ScanParams, LABEL_DOSE_SLOPE};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
@@ -293,4 +296,128 @@ fn dims(low: &Tensor, clean: &Tensor) -> Result<(i64, i64)> {
             "degrade: expected a scan and its reference of one (H, W) shape, got {a:?} and {b:?}"
         ))),
     }
+}
+
+/// A degradation confined to a region of a full-dose scan (see [`localize`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Local {
+    /// A local dose drop: the scan at `dose` (fraction of full) inside the region.
+    Noise { dose: f64 },
+    /// Sparse-view streaks: the noise-free FBP of `views` views minus that of the full views, added
+    /// inside the region.
+    Streaks { views: i64 },
+    /// Gaussian blur of `sigma` pixels inside the region.
+    Blur { sigma: f64 },
+}
+
+impl Local {
+    /// The kinds in the order `ldctq simulate --localized` cycles them.
+    pub const KINDS: [&'static str; 3] = ["noise", "streaks", "blur"];
+
+    /// Kind `kind mod 3` of [`Local::KINDS`] at a random strength: dose 0.03-0.15 (log-uniform),
+    /// 1/6, 1/8 or 1/12 of `full_views` views, or blur sigma 1.5-3 px.
+    pub fn random(kind: usize, rng: &mut Rng, full_views: i64) -> Self {
+        let u = rng.uniform();
+        match kind % 3 {
+            0 => Self::Noise { dose: 0.03 * 5f64.powf(u) },
+            1 => Self::Streaks { views: (full_views / [6, 8, 12][rng.below(3) as usize]).max(2) },
+            _ => Self::Blur { sigma: 1.5 + 1.5 * u },
+        }
+    }
+
+    /// The label of the whole scan so degraded, by the label model: [`quality_label`] at the dose or
+    /// views, [`perceptual_label`]'s edge term for blur (a Gaussian's edge sigma is its sigma).
+    pub fn full_label(&self, full_views: i64) -> f64 {
+        match *self {
+            Self::Noise { dose } => quality_label(dose, full_views, full_views),
+            Self::Streaks { views } => quality_label(1.0, views, full_views),
+            Self::Blur { sigma } => (4.0 - LABEL_EDGE_SLOPE * sigma).clamp(0.0, 4.0),
+        }
+    }
+}
+
+/// An ellipse in pixels: centre `(row, col)`, semi-axes `radii` (along the rotated rows and
+/// columns), rotated by `angle` radians.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Region {
+    pub centre: [f64; 2],
+    pub radii: [f64; 2],
+    pub angle: f64,
+}
+
+impl Region {
+    /// A random ellipse with semi-axes of 5-12 % of the shorter side, centred in the body (`body`:
+    /// `(H, W)` bool, eroded by 8 % of the shorter side when that leaves any pixel; the whole image
+    /// when `body` has none).
+    pub fn random(rng: &mut Rng, body: &Tensor) -> Result<Self> {
+        let (h, w) = match body.size().as_slice() {
+            &[h, w] if h >= 2 && w >= 2 => (h, w),
+            s => return Err(Error::InvalidInput(format!("region: expected an (H, W) body mask, got {s:?}"))),
+        };
+        let side = h.min(w) as f64;
+        let r = ((0.08 * side) as i64).max(1);
+        let outside = body.f_logical_not()?.to_kind(Kind::Float).f_view([1, 1, h, w])?;
+        let eroded = outside
+            .f_max_pool2d([2 * r + 1, 2 * r + 1], [1, 1], [r, r], [1, 1], false)?
+            .f_view([h, w])?
+            .f_eq(0.0)?;
+        let inside = [eroded, body.to_kind(Kind::Bool), Tensor::f_ones([h, w], (Kind::Bool, body.device()))?]
+            .into_iter()
+            .find(|m| m.f_any().map(|a| a.int64_value(&[]) != 0).unwrap_or(false))
+            .expect("the last candidate is all true");
+        let index = inside.f_flatten(0, -1)?.f_nonzero()?.to_device(Device::Cpu);
+        let pick = index.int64_value(&[rng.below(index.size()[0] as u64) as i64, 0]);
+        let mut radius = || side * (0.05 + 0.07 * rng.uniform());
+        Ok(Self {
+            centre: [(pick / w) as f64, (pick % w) as f64],
+            radii: [radius(), radius()],
+            angle: std::f64::consts::PI * rng.uniform(),
+        })
+    }
+
+    /// The ellipse's pixels (centres inside it), `(H, W)` bool on `device`.
+    pub fn mask(&self, h: i64, w: i64, device: Device) -> Result<Tensor> {
+        let (s, c) = self.angle.sin_cos();
+        let y = Tensor::f_arange(h, (Kind::Double, device))?.f_sub_scalar(self.centre[0])?.f_view([h, 1])?;
+        let x = Tensor::f_arange(w, (Kind::Double, device))?.f_sub_scalar(self.centre[1])?.f_view([1, w])?;
+        let u = (&y * c + &x * s) / self.radii[0];
+        let v = (&x * c - &y * s) / self.radii[1];
+        Ok(u.f_square()?.f_add(&v.f_square()?)?.f_le(1.0)?)
+    }
+}
+
+/// The full-dose scan of `hu` (`(H, W)` HU; `params`' full views, dose 1, pixel size, filter and
+/// seed) and that scan with `local` inside `mask` (`(H, W)` bool): `(localized, full)`, both
+/// `(H, W)` HU. Hard edges: inside the mask the localized image is the degraded scan, outside it is
+/// `full` bit for bit.
+pub fn localize(local: &Local, hu: &Tensor, params: &ScanParams, mask: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (h, w) = dims(hu, mask)?;
+    let full_scan = ScanParams { dose: 1.0, views: params.full_views, ..params.clone() };
+    full_scan.validate()?;
+    let atten = simulate::attenuation(hu, params.pixel_mm);
+    let p = simulate::project(&atten, params.full_views)?;
+    let fbp = |sino: &Tensor| -> Result<Tensor> {
+        Ok(simulate::to_hu(&simulate::fbp(sino, h, w, params.filter)?, params.pixel_mm))
+    };
+    let full = fbp(&simulate::transmit(&p, &full_scan)?)?;
+    let degraded = match *local {
+        Local::Noise { dose } => {
+            let seed = params.seed.map(|s| derive_seed(s, 1));
+            let low = ScanParams { dose, seed, ..full_scan };
+            low.validate()?;
+            fbp(&simulate::transmit(&p, &low)?)?
+        }
+        Local::Streaks { views } => {
+            ScanParams { views, ..full_scan.clone() }.validate()?;
+            let sparse = if params.full_views % views == 0 {
+                p.f_slice(0, 0, params.full_views, params.full_views / views)?
+            } else {
+                simulate::project(&atten, views)?
+            };
+            full.f_add(&fbp(&sparse)?.f_sub(&fbp(&p)?)?)?
+        }
+        Local::Blur { sigma } => filters::gaussian(&full.f_view([1, 1, h, w])?, sigma)?.f_view([h, w])?,
+    };
+    Ok((degraded.f_where_self(&mask.to_kind(Kind::Bool), &full)?, full))
 }

@@ -316,3 +316,81 @@ fn cli_writes_an_ldctiqa_layout() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+#[test]
+fn cli_localized_confines_one_degradation_to_its_mask() {
+    let out = common::temp_dir("simulate-localized");
+    let ct = phantom::bundled_ct_slices(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    let mut sources = vec!["phantom".to_string()];
+    sources.extend(ct.iter().take(1).map(|p| p.display().to_string()));
+    let run = |out: &std::path::Path, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ldctq"))
+            .args(["simulate", "--localized", "--out"])
+            .arg(out)
+            .args(["--sources", &sources.join(","), "--count", "6", "--size", "64", "--seed", "5"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let result = run(&out, &[]);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    let meta: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+    let kinds: Vec<&str> = meta.iter().map(|e| e["localized"]["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["noise", "streaks", "blur", "noise", "streaks", "blur"]);
+    for entry in &meta {
+        let local = &entry["localized"];
+        let strength = match local["kind"].as_str().unwrap() {
+            "noise" => "dose",
+            "streaks" => "views",
+            _ => "sigma",
+        };
+        assert!(local[strength].as_f64().is_some(), "no {strength}: {local}");
+        assert_eq!((entry["dose"].as_f64(), entry["views"].as_i64()), (Some(1.0), Some(720)));
+        let (centre, radii) = (&local["region"]["centre"], &local["region"]["radii"]);
+        assert!(centre[0].as_f64().is_some() && centre[1].as_f64().is_some(), "{local}");
+        assert!(
+            radii.as_array().unwrap().iter().all(|r| (3.0..8.0).contains(&r.as_f64().unwrap())),
+            "{local}"
+        );
+        // The label is area-weighted: 4 - body_fraction (4 - full_label).
+        let (f, full) = (local["body_fraction"].as_f64().unwrap(), local["full_label"].as_f64().unwrap());
+        assert!(f > 0.0 && f < 0.5 && full < 4.0, "{local}");
+        assert!((entry["clean_label"].as_f64().unwrap() - (4.0 - f * (4.0 - full))).abs() < 1e-9);
+
+        let name = entry["file"].as_str().unwrap();
+        let read = |rel: &std::path::Path| ldctq::io::read_image(&out.join(rel)).unwrap().pixels;
+        let mask_file = local["mask"].as_str().unwrap();
+        assert_eq!(mask_file, format!("mask/{}.png", name.trim_end_matches(".tif")));
+        let mask = read(mask_file.as_ref());
+        let (image, full) = (
+            read(&std::path::Path::new("image").join(name)),
+            read(&std::path::Path::new("reference").join(name)),
+        );
+        assert_eq!(mask.dim(), (1, 64, 64));
+        assert!(mask.iter().all(|&m| m == 0.0 || m == 1.0), "{mask_file} is not binary");
+        let (mut inside, mut changed) = (0, 0);
+        for ((m, x), y) in mask.iter().zip(&image).zip(&full) {
+            if *m == 0.0 {
+                assert_eq!(x.to_bits(), y.to_bits(), "{name}: a pixel outside the mask changed");
+            } else if *y > 0.0 && *y < 1.0 {
+                // Inside the window (the TIFFs clamp air and bone to 0 and 1).
+                inside += 1;
+                changed += usize::from(x != y);
+            }
+        }
+        assert!(
+            inside >= 20 && changed * 10 >= inside * 9,
+            "{name}: {changed} of {inside} mask pixels changed"
+        );
+    }
+    // The flags of the dose grid, the families and the series do not combine with --localized.
+    for extra in [&["--series"][..], &["--families", "blur"], &["--doses", "0.5"], &["--views", "180"]] {
+        let refused = common::temp_dir("simulate-localized");
+        let bad = run(&refused, extra);
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert!(!bad.status.success() && stderr.contains("cannot be used with"), "{extra:?}: {stderr}");
+        let _ = std::fs::remove_dir_all(refused);
+    }
+    let _ = std::fs::remove_dir_all(out);
+}

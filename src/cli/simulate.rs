@@ -22,13 +22,25 @@
 //! the measured factors (noise ratio, edge sigma, texture shift). With `--series`, every source is
 //! simulated at every dose/view combination with one augmentation, a dose series per slice.
 //!
+//! With `--localized`, every image is a full-dose scan (full views, dose 1) with one degradation
+//! confined to a random ellipse in the body ([`ldctq::degrade::localize`]), kinds cycled over the
+//! images: `noise` (the scan at dose 0.03-0.15 inside), `streaks` (the noise-free streaks of 1/6,
+//! 1/8 or 1/12 of the views added inside), `blur` (Gaussian, sigma 1.5-3 px, inside). The mask edge
+//! is hard: `reference/` holds the full-dose scan itself, and the image equals it bit for bit
+//! outside `mask/NAME.png` (16-bit, 1 inside). The label is image-level, area-weighted:
+//! `4 - f (4 - L)`, with `L` the label model's value for the whole scan so degraded
+//! ([`ldctq::degrade::Local::full_label`]) and `f` the share of the body (`> -800 HU` in the
+//! source) inside the region. `meta.json` records `localized`: kind, strength (`dose`, `views` or
+//! `sigma`), region (centre row/col, semi-axes, angle in pixels and radians), mask file, body
+//! fraction and `L`.
+//!
 //! Physical size: phantoms and sources without a pixel spacing span `--fov-mm`; DICOM sources use
 //! their PixelSpacing, scaled by the crop and resampling. The noise is per detector bin of one
 //! (output) pixel, so at the same dose a smaller `--size` gives less noise in HU (noise std goes
 //! as 1 / pixel size at fixed photons per bin).
 use anyhow::Context;
 use clap::ValueEnum;
-use ldctq::degrade::{self, Degradation, Measured};
+use ldctq::degrade::{self, Degradation, Local, Measured, Region};
 use ldctq::io;
 use ldctq::phantom::{self, Augmentation};
 use ldctq::rng::Rng;
@@ -111,6 +123,11 @@ pub struct Args {
     /// is then the number of series per source.
     #[arg(long)]
     series: bool,
+    /// One degradation (noise, streaks, blur, cycled) confined to a random region of each
+    /// full-dose scan, with its mask in mask/ (see the module docs). Replaces the dose/view grid and
+    /// the families.
+    #[arg(long, conflicts_with_all = ["series", "families", "doses", "views"])]
+    localized: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Serialize)]
@@ -162,6 +179,24 @@ struct Entry {
     degradation: Option<Degradation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     measured: Option<Measured>,
+    /// The confined degradation, with --localized.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    localized: Option<Localized>,
+}
+
+/// `meta.json`'s record of a localized degradation.
+#[derive(Serialize, Debug)]
+struct Localized {
+    /// `kind` and its strength: `dose`, `views` or `sigma`.
+    #[serde(flatten)]
+    degradation: Local,
+    region: Region,
+    /// The mask file, relative to the output folder.
+    mask: String,
+    /// Share of the body's pixels inside the region.
+    body_fraction: f64,
+    /// The label of the whole scan so degraded.
+    full_label: f64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -190,10 +225,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let sources = load_sources(&args.sources, args.fov_mm, device)?;
     let (image_dir, reference_dir) = (args.out.join("image"), args.out.join("reference"));
+    let mask_dir = args.out.join("mask");
     if !args.overwrite && std::fs::read_dir(&image_dir).is_ok_and(|mut d| d.next().is_some()) {
         anyhow::bail!("{} is not empty (pass --overwrite to write into it)", image_dir.display());
     }
-    for dir in [&image_dir, &reference_dir] {
+    for dir in [&image_dir, &reference_dir].into_iter().chain(args.localized.then_some(&mask_dir)) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let stream = ldctq::rng::derive_seed(args.seed, if args.split == Split::Train { 1 } else { 2 });
@@ -214,7 +250,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let (mut dose, mut views) =
             combos[if args.series { i % combos.len() } else { order[i % combos.len()] }];
         let family = args.families[i % args.families.len()];
-        if family == Family::Blur {
+        if family == Family::Blur || args.localized {
             (dose, views) = (1.0, args.full_views);
         }
         // 53 bits, so that JSON readers that parse numbers as doubles keep them exact.
@@ -248,24 +284,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             seed: Some(ldctq::rng::derive_seed(seed, 2)),
             ..base.clone()
         };
-        let (low, reference) = simulate::simulate_pair(&hu, &params)
-            .with_context(|| format!("simulating {file} from {source}"))?;
-        let (image, clean_label, degraded) = if family == Family::Scan {
-            (low, simulate::quality_label(dose, views, args.full_views), None)
+        let mut localized = None;
+        let (image, reference, clean_label, degraded) = if args.localized {
+            let mut rng = Rng::new(ldctq::rng::derive_seed(seed, 6));
+            let local = Local::random(i, &mut rng, args.full_views);
+            let body = hu.gt(-800.0);
+            let region = Region::random(&mut rng, &body)?;
+            let mask = region.mask(args.size, args.size, device)?;
+            let (image, full) = degrade::localize(&local, &hu, &params, &mask)
+                .with_context(|| format!("simulating {file} from {source}"))?;
+            let mask_file = format!("mask/{i:04}.png");
+            let unit = mask.to_kind(Kind::Float).to_device(Device::Cpu);
+            let (h, w) = (args.size as usize, args.size as usize);
+            let unit = ndarray::Array2::from_shape_vec((h, w), Vec::<f32>::try_from(unit.view(-1))?)?;
+            io::write_png_u16(&args.out.join(&mask_file), &unit.view())?;
+            let body_fraction = (mask.logical_and(&body).sum(Kind::Double)
+                / body.sum(Kind::Double).clamp_min(1.0))
+            .double_value(&[]);
+            let full_label = local.full_label(args.full_views);
+            let label = 4.0 - body_fraction * (4.0 - full_label);
+            localized =
+                Some(Localized { degradation: local, region, mask: mask_file, body_fraction, full_label });
+            (image, full, label, None)
         } else {
-            let mut rng = Rng::new(ldctq::rng::derive_seed(seed, 4));
-            let degradation = match family {
-                Family::Blur => Degradation::Gaussian { sigma: 0.5 + 2.5 * rng.uniform() },
-                Family::Oversmooth => {
-                    let noise_hu = (&low - &reference).square().mean(Kind::Double).sqrt().double_value(&[]);
-                    Degradation::random_smoothing(&mut rng, noise_hu)
-                }
-                _ => Degradation::random_texture(&mut rng),
-            };
-            let x = degrade::apply(&degradation, &low, &reference, ldctq::rng::derive_seed(seed, 5))?;
-            let measured = degrade::measure(&degradation, &x, &low, &reference)?;
-            let label = degrade::perceptual_label(dose, views, args.full_views, &measured);
-            (x, label, Some((degradation, measured)))
+            let (low, reference) = simulate::simulate_pair(&hu, &params)
+                .with_context(|| format!("simulating {file} from {source}"))?;
+            let (image, clean_label, degraded) =
+                scan_or_family(family, args.full_views, (dose, views), seed, low, &reference)?;
+            (image, reference, clean_label, degraded)
         };
         write_unit(&image_dir.join(&file), &image)?;
         write_unit(&reference_dir.join(&file), &reference)?;
@@ -287,6 +333,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             family,
             degradation,
             measured,
+            localized,
         });
         bar.inc(1);
     }
@@ -295,14 +342,49 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ldctq::io::write_atomic(&args.out.join(labels_name), serde_json::to_string_pretty(&labels)?.as_bytes())?;
     ldctq::io::write_atomic(&args.out.join("meta.json"), serde_json::to_string_pretty(&meta)?.as_bytes())?;
     eprintln!(
-        "wrote {} images ({} sources, {} dose/view combinations) to {} in {:.1} s",
+        "wrote {} images ({} sources, {}) to {} in {:.1} s",
         count,
         sources.len(),
-        combos.len(),
+        if args.localized {
+            "localized".to_string()
+        } else {
+            format!("{} dose/view combinations", combos.len())
+        },
         args.out.display(),
         bar.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// A degraded family's degradation and its measured factors.
+type Degraded = (Degradation, Measured);
+
+/// The low-dose scan `low` of a slice with reference `reference` as the image of `family`: the image,
+/// its noise-free label and, for a degraded family, the degradation and its measured factors.
+fn scan_or_family(
+    family: Family,
+    full_views: i64,
+    (dose, views): (f64, i64),
+    seed: u64,
+    low: Tensor,
+    reference: &Tensor,
+) -> anyhow::Result<(Tensor, f64, Option<Degraded>)> {
+    if family == Family::Scan {
+        return Ok((low, simulate::quality_label(dose, views, full_views), None));
+    }
+    let mut rng = Rng::new(ldctq::rng::derive_seed(seed, 4));
+    let degradation = match family {
+        Family::Blur => Degradation::Gaussian { sigma: 0.5 + 2.5 * rng.uniform() },
+        Family::Oversmooth => {
+            let noise_hu = (&low - reference).square().mean(Kind::Double).sqrt().double_value(&[]);
+            Degradation::random_smoothing(&mut rng, noise_hu)
+        }
+        _ => Degradation::random_texture(&mut rng),
+    };
+    let x = degrade::apply(&degradation, &low, reference, ldctq::rng::derive_seed(seed, 5))?;
+    let measured = degrade::measure(&degradation, &x, &low, reference)?;
+    let label = degrade::perceptual_label(dose, views, full_views, &measured);
+    Ok((x, label, Some((degradation, measured))))
 }
 
 /// The sources in order: `phantom`, or every frame of every image file at a path.
