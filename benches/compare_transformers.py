@@ -94,19 +94,22 @@ def child(args):
 
 def machine():
     """The CPU model and the matrix extensions that decide which kernels oneDNN and inductor pick."""
-    info = {"model": "?", "flags": set()}
+    info = {"model": "?", "cpu family": "?", "model number": "?", "flags": set()}
     try:
         for line in open("/proc/cpuinfo"):
             key, _, value = line.partition(":")
             if key.strip() == "model name":
                 info["model"] = value.strip()
+            elif key.strip() in ("cpu family", "model"):
+                info["cpu family" if key.strip() == "cpu family" else "model number"] = value.strip()
             elif key.strip() == "flags":
                 info["flags"] = set(value.split())
                 break
     except OSError:
         pass
     ext = [f for f in ["amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2"] if f in info["flags"]]
-    return f"{info['model']}, {os.cpu_count()} logical CPUs, {' '.join(ext) or 'no AVX-512/AMX'}"
+    return (f"{info['model']} (family {info['cpu family']}, model {info['model number']}), {os.cpu_count()} logical "
+            f"CPUs, {' '.join(ext) or 'no AVX-512/AMX'}")
 
 
 def matmul_peak(dtype_name, threads):
