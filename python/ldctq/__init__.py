@@ -139,6 +139,13 @@ class QualityModel:
         _check_tensor(images)
         return self._model.score_and_grad(images.detach(), None if upstream is None else upstream.detach())
 
+    def quality_map(self, images: torch.Tensor, method: str = "intrinsic") -> torch.Tensor:
+        """Quality maps ``(N, H, W)`` of ``images`` (as :meth:`score` takes them), high where quality
+        is lost: ``"intrinsic"`` (4 - the patch scores, upsampled bilinearly) or ``"gradient"`` (the
+        smoothed magnitude of d score / d image). As ``ldctq map`` writes them; not differentiable."""
+        _check_tensor(images)
+        return self._model.quality_map(images.detach(), method)
+
     def read(self, path: PathLike, raw_as: Optional[str] = None) -> torch.Tensor:
         """The frames of an image file, ``(F, H, W)`` float32, in this model's input space (as
         ``ldctq score`` reads them). ``raw_as`` ("unit" or "hu") says what npy and integer TIFF values

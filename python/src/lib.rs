@@ -8,7 +8,7 @@
 use ldctq::data::Dataset;
 use ldctq::ensemble::Ensemble;
 use ldctq::placement::{device_name, parse_device, parse_kind};
-use ldctq::{io, metrics, Placement, QualityCriterion, Scorer, Space, Window};
+use ldctq::{io, metrics, MapMethod, Placement, QualityCriterion, Scorer, Space, Window};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyType};
@@ -159,6 +159,17 @@ impl Model {
             .allow_threads(move || tch::with_grad(|| self.lock().score_and_grad(&images, upstream.as_ref())))
             .map_err(Error)?;
         Ok((PyTensor(scores), PyTensor(grad)))
+    }
+
+    /// Quality maps (N, H, W) of the images, high where quality is lost: `method` "intrinsic" (4 - the
+    /// patch scores, upsampled) or "gradient" (smoothed |d score / d image|); docs/quality-maps.md.
+    fn quality_map(&self, py: Python<'_>, images: PyTensor, method: &str) -> PyResult<PyTensor> {
+        let method: MapMethod = method.parse().map_err(Error)?;
+        let images = images.0;
+        let maps = py
+            .allow_threads(move || tch::with_grad(|| self.lock().quality_map(&images, method)))
+            .map_err(Error)?;
+        Ok(PyTensor(maps))
     }
 
     /// What the model computes and expects.

@@ -184,3 +184,24 @@ def test_cuda_scores_and_grads_match_cpu(images):
     assert s.device.type == "cuda" and x.grad.device.type == "cuda"
     torch.testing.assert_close(s.cpu(), cpu.score(images), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(x.grad.cpu(), cpu.score_and_grad(images)[1], rtol=1e-3, atol=1e-5)
+
+
+def test_quality_maps_equal_the_cli(tmp_path):
+    """`QualityModel.quality_map` gives the maps `ldctq map` writes (npy), for both methods; a bad
+    method is an error naming it."""
+    import numpy as np
+
+    paths = write_tiffs(tmp_path, 2, size=30)
+    q = ldctq.QualityModel(UNIT_MODEL)
+    run_ldctq("map", "--model", UNIT_MODEL, "--out", tmp_path / "maps", "--method", "all", *paths)
+    for p in paths:
+        image = q.read(p)
+        for method in ["intrinsic", "gradient"]:
+            got = q.quality_map(image, method)
+            assert got.shape == (1, 30, 30) and got.dtype == torch.float32
+            want = torch.from_numpy(np.load(tmp_path / "maps" / f"{p.stem}.{method}.npy"))
+            scale = want.abs().max().item()
+            assert scale > 0, f"{method} map is all zero"
+            torch.testing.assert_close(got[0], want, rtol=0, atol=F32_BATCH_TOL * max(scale, 1.0))
+    with pytest.raises(ldctq.errors.InvalidInputError, match="map method"):
+        q.quality_map(q.read(paths[0]), "saliency")
