@@ -115,6 +115,14 @@ public:
         return out;
     }
 
+    /// Quality maps of n contiguous float32 h x w images: n * h * w floats, high where quality is lost.
+    std::vector<float> quality_map(const float* images, std::size_t n, std::size_t h, std::size_t w,
+                                   ldctq_map_method method = LDCTQ_MAP_METHOD_INTRINSIC) {
+        std::vector<float> maps(n * h * w);
+        check(ldctq_quality_map(model_, images, n, h, w, static_cast<int32_t>(method), maps.data()));
+        return maps;
+    }
+
     /// Scores of DLPack images (host or CUDA; see ldctq.h).
     std::vector<double> score(const DLTensor& images) {
         std::vector<double> scores(batch_of(images));

@@ -5,7 +5,8 @@
 //     tensor against central differences, and the float32 host gradient against the float64
 //     model's (finite differences of a float32 function would mostly measure its rounding);
 //  3. runs a few steps of gradient ascent on the quality of a noisy copy of the first image,
-//     printing the score as it rises.
+//     printing the score as it rises;
+//  4. draws both quality maps of that image (intrinsic in [0, 4], gradient >= 0 and not all zero).
 // Exit status 0 only if every check passes.
 //
 // usage: score_and_ascend MODEL_DIR FILE.npy... [--steps K]
@@ -89,6 +90,19 @@ bool check_grad_f32(ldctq::Model& model, const std::string& model_dir, const Npy
     return ok;
 }
 
+// Both quality maps of an image: intrinsic values in [0, 4], gradient values >= 0 and not all zero.
+bool check_maps(ldctq::Model& model, const NpyImages& im) {
+    const std::vector<float> x(im.data.begin(), im.data.begin() + im.h * im.w);
+    const auto intrinsic = model.quality_map(x.data(), 1, im.h, im.w, LDCTQ_MAP_METHOD_INTRINSIC);
+    const auto gradient = model.quality_map(x.data(), 1, im.h, im.w, LDCTQ_MAP_METHOD_GRADIENT);
+    const auto [imin, imax] = std::minmax_element(intrinsic.begin(), intrinsic.end());
+    const auto [gmin, gmax] = std::minmax_element(gradient.begin(), gradient.end());
+    const bool ok = *imin >= 0.f && *imax <= 4.f && *gmin >= 0.f && *gmax > 0.f;
+    std::fprintf(stderr, "quality maps: intrinsic in [%.4f, %.4f], gradient in [%.3e, %.3e]: %s\n", *imin, *imax,
+                 *gmin, *gmax, ok ? "ok" : "FAILED");
+    return ok;
+}
+
 // Gradient ascent on the score of a noisy image: x <- x + lr * grad / max|grad|.
 bool ascend(ldctq::Model& model, const NpyImages& im, int steps) {
     const std::size_t px = im.h * im.w;
@@ -154,6 +168,7 @@ int main(int argc, char** argv) {
         bool ok = check_grad_f64(model_dir, images[mid]);
         ok = check_grad_f32(model, model_dir, images[mid]) && ok;
         ok = ascend(model, images[mid], steps) && ok;
+        ok = check_maps(model, images[mid]) && ok;
         // Errors come back as exceptions carrying the status and the message.
         try {
             model.set_prompt("\xff not UTF-8");
