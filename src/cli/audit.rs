@@ -5,7 +5,6 @@ use super::Runtime;
 use anyhow::Context;
 use ldctq::audit::{self, AuditOptions, Event};
 use ldctq::data::Dataset;
-use ldctq::ensemble::Scorer;
 use ldctq::{Space, Window};
 use std::path::PathBuf;
 
@@ -67,11 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let placement = args.runtime.placement()?;
     let data =
         Dataset::open(&args.data).with_context(|| format!("opening data set {}", args.data.display()))?;
-    let mut model = Scorer::load(&args.model, placement)
-        .with_context(|| format!("loading model {}", args.model.display()))?;
-    if let Some(p) = &args.prompt {
-        model.set_prompt(p)?;
-    }
+    let model = args.runtime.load(&args.model, args.prompt.as_deref(), None)?;
     let opts = AuditOptions {
         epsilon: args.epsilon,
         steps: args.steps,

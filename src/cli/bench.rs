@@ -7,7 +7,6 @@ use ldctq::bench::{self, BenchOptions, Event, Provenance, Summary};
 use ldctq::criterion::QualityCriterion;
 use ldctq::data::{Dataset, Shard};
 use ldctq::denoise;
-use ldctq::ensemble::Scorer;
 use ldctq::{Space, Window};
 use std::path::{Path, PathBuf};
 
@@ -136,11 +135,7 @@ fn run_bench(args: RunArgs) -> anyhow::Result<()> {
     let placement = args.runtime.placement()?;
     let data =
         Dataset::open(data_path).with_context(|| format!("opening data set {}", data_path.display()))?;
-    let mut model = Scorer::load(model_dir, placement)
-        .with_context(|| format!("loading model {}", model_dir.display()))?;
-    if let Some(p) = &args.prompt {
-        model.set_prompt(p)?;
-    }
+    let model = args.runtime.load(model_dir, args.prompt.as_deref(), None)?;
     let opts = BenchOptions {
         batch: args.batch,
         window: args.window,

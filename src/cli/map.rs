@@ -1,9 +1,8 @@
 //! `ldctq map`: quality maps of CT images (where quality is lost), as `.npy` arrays and PNG overlays on
 //! the windowed slice.
-use super::Runtime;
+use super::{image_files, Runtime};
 use anyhow::Context;
 use ldctq::criterion::{MapMethod, QualityCriterion};
-use ldctq::ensemble::Scorer;
 use ldctq::{io, plots, Space};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -56,20 +55,8 @@ fn to_vec(t: &Tensor) -> anyhow::Result<Vec<f32>> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let methods = methods(&args.method)?;
-    let mut files = Vec::new();
-    for p in &args.paths {
-        let found = io::list_images(p)?;
-        anyhow::ensure!(!found.is_empty(), "{}: no supported image files", p.display());
-        files.extend(found);
-    }
-    let mut model = Scorer::load(&args.model, args.runtime.placement()?)
-        .with_context(|| format!("loading model {}", args.model.display()))?;
-    if let Some(p) = &args.prompt {
-        model.set_prompt(p)?;
-    }
-    if let Some(s) = args.film_strength {
-        model.set_film_strength(s)?;
-    }
+    let files = image_files(&args.paths)?;
+    let model = args.runtime.load(&args.model, args.prompt.as_deref(), args.film_strength)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let (space, window) = (model.config().input, model.config().window());
     let (mut names, mut failed) = (HashSet::new(), 0);

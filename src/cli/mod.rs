@@ -83,6 +83,37 @@ impl Runtime {
     pub fn placement(&self) -> anyhow::Result<ldctq::Placement> {
         Ok(ldctq::Placement::parse(&self.device, &self.dtype)?)
     }
+
+    /// The model or ensemble folder `dir` on this placement, with the `--prompt` and
+    /// `--film-strength` overrides applied.
+    pub fn load(
+        &self,
+        dir: &std::path::Path,
+        prompt: Option<&str>,
+        film_strength: Option<f64>,
+    ) -> anyhow::Result<ldctq::ensemble::Scorer> {
+        use anyhow::Context;
+        let mut model = ldctq::ensemble::Scorer::load(dir, self.placement()?)
+            .with_context(|| format!("loading model {}", dir.display()))?;
+        if let Some(p) = prompt {
+            model.set_prompt(p)?;
+        }
+        if let Some(s) = film_strength {
+            model.set_film_strength(s)?;
+        }
+        Ok(model)
+    }
+}
+
+/// The image files of `paths` (files, or folders that must hold at least one), in order.
+pub fn image_files(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut files = Vec::new();
+    for p in paths {
+        let found = ldctq::io::list_images(p)?;
+        anyhow::ensure!(!found.is_empty(), "{}: no supported image files", p.display());
+        files.extend(found);
+    }
+    Ok(files)
 }
 
 /// Hidden widths of a new model's FiLM generator, branch heads and fusion MLP (`init`, `train`).

@@ -1,6 +1,5 @@
 //! `ldctq score`: quality scores of CT images, one line per image (path, frame, score), and a summary.
-use super::Runtime;
-use anyhow::Context;
+use super::{image_files, Runtime};
 use ldctq::criterion::QualityCriterion;
 use ldctq::data::Shard;
 use ldctq::ensemble::Scorer;
@@ -112,23 +111,11 @@ impl Batch {
 pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
     let raw_as = args.input;
-    let mut files = Vec::new();
-    for p in &args.paths {
-        let found = io::list_images(p)?;
-        anyhow::ensure!(!found.is_empty(), "{}: no supported image files", p.display());
-        files.extend(found);
-    }
+    let mut files = image_files(&args.paths)?;
     if let Some(shard) = args.shard {
         files = files[shard.range(files.len(), args.batch)].to_vec();
     }
-    let mut model = Scorer::load(&args.model, args.runtime.placement()?)
-        .with_context(|| format!("loading model {}", args.model.display()))?;
-    if let Some(p) = &args.prompt {
-        model.set_prompt(p)?;
-    }
-    if let Some(s) = args.film_strength {
-        model.set_film_strength(s)?;
-    }
+    let model = args.runtime.load(&args.model, args.prompt.as_deref(), args.film_strength)?;
     let start = Instant::now();
     let bar = indicatif::ProgressBar::new(files.len() as u64).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {per_sec} eta {eta}")
