@@ -115,9 +115,7 @@ fn texture_argmax_flips(a: &QualityModel, b: &QualityModel, images: &Tensor) -> 
     let selections = |m: &QualityModel| {
         let px = m.config.preprocess().pixel_values(images).unwrap();
         let tokens = tch::no_grad(|| m.forward_stages(&px, None)).unwrap().tokens_film; // (B, P, d)
-        let p = tokens.size()[1];
-        let halves = [tokens.narrow(1, 0, (p + 1) / 2), tokens.narrow(1, p / 2, p - p / 2)];
-        Tensor::stack(&halves.map(|h| h.argmax(1, false)), 1) // (B, 2, d): adaptive_max_pool1d([2])'s windows
+        tokens.transpose(1, 2).adaptive_max_pool1d([2]).1 // (B, d, 2): the token each texture bin takes
     };
     let differ = selections(a).ne_tensor(&selections(b)).sum_dim_intlist(&[1i64, 2][..], false, Kind::Int64);
     Vec::<i64>::try_from(differ).unwrap()
