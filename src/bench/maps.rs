@@ -129,8 +129,16 @@ impl BenchMaps {
             MapMethod::Intrinsic => "4 - patch score",
             MapMethod::Gradient => "|d score / d x|",
         };
-        let extent = |values: &mut dyn Iterator<Item = f64>| {
-            values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+        // One colour scale per figure: the range of all its maps.
+        let mut draw = |stem: String, title: String, panels: &[MapPanel], cols: usize, map: MapMethod| {
+            let range = panels
+                .iter()
+                .flat_map(|p| p.map.iter().map(|&v| v as f64))
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            let path = dir.join(format!("{stem}_{}.png", map.name()));
+            map_grid(&path, &title, panels, cols, 256, range, label(map))?;
+            files.push(path);
+            crate::plots::PlotResult::Ok(())
         };
         for map in MapMethod::ALL {
             let mut cells: Vec<&ImageMap> = self.panels.iter().filter(|p| p.map == map).collect();
@@ -150,11 +158,8 @@ impl BenchMaps {
                     w: p.w,
                 })
                 .collect();
-            let range = extent(&mut panels.iter().flat_map(|p| p.map.iter().map(|&v| v as f64)));
-            let path = dir.join(format!("maps_{}.png", map.name()));
             let title = format!("{} quality maps of the first images (high: quality lost)", map.name());
-            map_grid(&path, &title, &panels, methods.len(), 256, range, label(map))?;
-            files.push(path);
+            draw("maps".into(), title, &panels, methods.len(), map)?;
 
             let n = self.input_count.max(1) as f64;
             let gray: Vec<f32> = self.input_sum.iter().map(|v| (v / n) as f32).collect();
@@ -171,11 +176,8 @@ impl BenchMaps {
                     w: s,
                 })
                 .collect();
-            let range = extent(&mut panels.iter().flat_map(|p| p.map.iter().map(|&v| v as f64)));
-            let path = dir.join(format!("mean_map_{}.png", map.name()));
             let title = format!("Mean {} map per method (high: quality lost)", map.name());
-            map_grid(&path, &title, &panels, panels.len(), 256, range, label(map))?;
-            files.push(path);
+            draw("mean_map".into(), title, &panels, panels.len(), map)?;
         }
         Ok(files)
     }
