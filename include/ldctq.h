@@ -63,7 +63,7 @@
 
 // Minor version of the C ABI: grows when functions, struct fields (at the end) or status codes are
 // added.
-#define LDCTQ_ABI_VERSION_MINOR 1
+#define LDCTQ_ABI_VERSION_MINOR 2
 
 // Status of a call. The numbers are fixed and never reused; retired codes stay listed as reserved.
 // On any status but `LDCTQ_STATUS_OK`, `ldctq_last_error_message()` says what went wrong.
@@ -285,11 +285,21 @@ ldctq_status ldctq_model_get_info(const struct ldctq_model *model,
                                   struct ldctq_model_info *info_out);
 
 // Replaces the prompt (UTF-8). The frozen text tower runs once per new prompt, and the FiLM
-// parameters are recomputed once, at the next score.
+// parameters are recomputed once, at the next score. On a model with a learned prompt
+// (`"prompt_mode": "learned"` in ldctq.json, `prompt.safetensors`) the text replaces the learned
+// context vectors until the model is loaded again.
 //
 // # Safety
 // `model` is NULL or a live handle; `prompt` is NULL or a NUL-terminated string. Any thread.
 ldctq_status ldctq_set_prompt(struct ldctq_model *model, const char *prompt);
+
+// Sets the anatomy of the images scored from now on (ABI 1.2), for a model with anatomy prompts
+// (`anatomies` in ldctq.json: each image is conditioned on the prompt plus its anatomy word);
+// NULL conditions on the prompt alone. A word the model does not know is `LDCTQ_INVALID_ARGUMENT`.
+//
+// # Safety
+// `model` is NULL or a live handle; `anatomy` is NULL or a NUL-terminated string. Any thread.
+ldctq_status ldctq_set_anatomy(struct ldctq_model *model, const char *anatomy);
 
 // Sets the FiLM strength s (finite; 0 disables the prompt).
 //

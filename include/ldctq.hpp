@@ -95,6 +95,8 @@ public:
 
     void set_prompt(const std::string& prompt) { check(ldctq_set_prompt(model_, prompt.c_str())); }
     void set_film_strength(double s) { check(ldctq_set_film_strength(model_, s)); }
+    /// For a model with anatomy prompts: the anatomy word of the images scored (nullptr: none).
+    void set_anatomy(const char* anatomy) { check(ldctq_set_anatomy(model_, anatomy)); }
 
     /// Scores of n contiguous float32 h x w images.
     std::vector<double> score(const float* images, std::size_t n, std::size_t h, std::size_t w) {

@@ -17,6 +17,9 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 HELD_OUT = ["CT_small.dcm", "J2K_pixelrep_mismatch.dcm", "explicit_VR-UN.dcm", "eCT_Supplemental.dcm"]
+# BodyPartExamined written into the copies (ldctq simulate reads it as the slice's anatomy); the
+# originals carry it only for the head and pancreas files; eCT_Supplemental's anatomy is not known.
+BODY_PART = {"CT_small.dcm": "CHEST", "J2K_pixelrep_mismatch.dcm": "HEAD", "explicit_VR-UN.dcm": "PANCREAS"}
 
 
 def hu_frames(ds):
@@ -37,7 +40,7 @@ def hu_frames(ds):
     return a * slope + intercept, float(spacing[0]) if spacing else 0.7
 
 
-def write(path, hu, spacing):
+def write(path, hu, spacing, body_part=None):
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -50,6 +53,8 @@ def write(path, hu, spacing):
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
     ds.RescaleSlope, ds.RescaleIntercept = 1, 0
     ds.PixelSpacing = [spacing, spacing]
+    if body_part:
+        ds.BodyPartExamined = body_part
     ds.PixelData = np.clip(np.round(hu), -32768, 32767).astype("<i2").tobytes()
     ds.save_as(path, enforce_file_format=True)
 
@@ -61,7 +66,7 @@ def main():
         frames, spacing = hu_frames(pydicom.dcmread(get_testdata_file(name)))
         for i, hu in enumerate(frames):
             stem = Path(name).stem + (f"_{i}" if len(frames) > 1 else "")
-            write(out / f"{stem}.dcm", hu, spacing)
+            write(out / f"{stem}.dcm", hu, spacing, BODY_PART.get(name))
             print(f"{stem}.dcm: {hu.shape[0]} x {hu.shape[1]}, {spacing:.3f} mm, HU {hu.min():.0f} .. {hu.max():.0f}")
 
 

@@ -142,6 +142,19 @@ impl Scorer {
         self.models_mut().into_iter().try_for_each(|m| m.set_film_strength(s))
     }
 
+    /// The anatomy set by [`Self::set_anatomy`].
+    pub fn anatomy(&self) -> Option<&str> {
+        match self {
+            Self::Single(m) => m.anatomy(),
+            Self::Ensemble(e) => e.members[0].anatomy(),
+        }
+    }
+
+    /// See [`QualityModel::set_anatomy`].
+    pub fn set_anatomy(&mut self, anatomy: Option<&str>) -> Result<()> {
+        self.models_mut().into_iter().try_for_each(|m| m.set_anatomy(anatomy))
+    }
+
     /// See [`QualityModel::set_activation_checkpointing`].
     pub fn set_activation_checkpointing(&mut self, layers_per_segment: usize) {
         self.models_mut().into_iter().for_each(|m| m.set_activation_checkpointing(layers_per_segment))

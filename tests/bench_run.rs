@@ -35,7 +35,7 @@ fn anatomy_windows_follow_meta_json() {
         match i % 3 {
             0 => e["anatomy"] = "chest".into(),
             1 => e["anatomy"] = " Abdomen".into(), // case and spaces do not matter
-            _ => {}
+            _ => drop(e.as_object_mut().unwrap().remove("anatomy")), // phantoms say abdomen
         }
     }
     let write_meta = |meta: &[serde_json::Value]| {

@@ -31,7 +31,7 @@ use tch::{Device, Kind};
 pub const LDCTQ_ABI_VERSION_MAJOR: u32 = 1;
 /// Minor version of the C ABI: grows when functions, struct fields (at the end) or status codes are
 /// added.
-pub const LDCTQ_ABI_VERSION_MINOR: u32 = 1;
+pub const LDCTQ_ABI_VERSION_MINOR: u32 = 2;
 
 /// `ldctq_version_string()`, e.g. "ldctq 0.1.0 (C ABI 1.1; tch 0.24.0; libtorch 2.11.0+cu130)":
 /// assembled at compile time from the package version, the ABI constants above, and the tch and
@@ -460,7 +460,9 @@ pub unsafe extern "C" fn ldctq_model_get_info(
 }
 
 /// Replaces the prompt (UTF-8). The frozen text tower runs once per new prompt, and the FiLM
-/// parameters are recomputed once, at the next score.
+/// parameters are recomputed once, at the next score. On a model with a learned prompt
+/// (`"prompt_mode": "learned"` in ldctq.json, `prompt.safetensors`) the text replaces the learned
+/// context vectors until the model is loaded again.
 ///
 /// # Safety
 /// `model` is NULL or a live handle; `prompt` is NULL or a NUL-terminated string. Any thread.
@@ -473,6 +475,27 @@ pub unsafe extern "C" fn ldctq_set_prompt(model: *mut ldctq_model, prompt: *cons
         let prompt = unsafe { utf8_arg(prompt, "prompt") }?;
         let mut m = model.lock();
         tch::no_grad(|| m.set_prompt(prompt))?;
+        Ok(())
+    })
+}
+
+/// Sets the anatomy of the images scored from now on (ABI 1.2), for a model with anatomy prompts
+/// (`anatomies` in ldctq.json: each image is conditioned on the prompt plus its anatomy word);
+/// NULL conditions on the prompt alone. A word the model does not know is `LDCTQ_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `model` is NULL or a live handle; `anatomy` is NULL or a NUL-terminated string. Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn ldctq_set_anatomy(model: *mut ldctq_model, anatomy: *const c_char) -> ldctq_status {
+    ffi_boundary(|| {
+        // SAFETY: model is NULL or a live handle (contract); the mutex serializes access.
+        let model = unsafe { non_null(model, "model") }?;
+        let anatomy = match anatomy.is_null() {
+            true => None,
+            // SAFETY: anatomy is not NULL, so a NUL-terminated string that outlives the call (contract).
+            false => Some(unsafe { utf8_arg(anatomy, "anatomy") }?),
+        };
+        model.lock().set_anatomy(anatomy)?;
         Ok(())
     })
 }

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch  # loads libtorch before the extension, which links the same library
 
@@ -61,6 +61,12 @@ class ModelInfo:
     dtype: torch.dtype
     prompt: str
     film_strength: float
+    #: "text" (a hand-written prompt) or "learned" (context vectors in prompt.safetensors, then ``prompt``).
+    prompt_mode: str
+    #: The anatomy words of a model with anatomy prompts (empty otherwise).
+    anatomies: List[str]
+    #: The anatomy the images are conditioned on (None: the prompt alone).
+    anatomy: Optional[str]
 
 
 class QualityModel:
@@ -83,10 +89,10 @@ class QualityModel:
         self._model = _ldctq.Model(os.fspath(path), str(device), _DTYPES[dtype])
 
     def __reduce__(self):
-        """Pickled as what reloads it (folder, device, dtype, prompt, FiLM strength): for
+        """Pickled as what reloads it (folder, device, dtype, prompt, FiLM strength, anatomy): for
         multiprocessing, torch.distributed spawning and Ray."""
         i = self.info
-        return (_reload, (i.path, str(i.device), i.dtype, i.prompt, i.film_strength))
+        return (_reload, (i.path, str(i.device), i.dtype, i.prompt, i.film_strength, i.anatomy))
 
     @property
     def info(self) -> ModelInfo:
@@ -105,6 +111,16 @@ class QualityModel:
     @prompt.setter
     def prompt(self, text: str) -> None:
         self._model.set_prompt(text)
+
+    @property
+    def anatomy(self) -> Optional[str]:
+        """The anatomy of the images scored, for a model with anatomy prompts (``info.anatomies``): each
+        image is then conditioned on the prompt plus this word; None conditions on the prompt alone."""
+        return self._model.info()["anatomy"]
+
+    @anatomy.setter
+    def anatomy(self, word: Optional[str]) -> None:
+        self._model.set_anatomy(word)
 
     @property
     def film_strength(self) -> float:
@@ -158,11 +174,13 @@ class QualityModel:
         return f"QualityModel({i.path!r}, device={str(i.device)!r}, dtype={i.dtype}, input={i.input!r})"
 
 
-def _reload(path, device, dtype, prompt, film_strength) -> QualityModel:
+def _reload(path, device, dtype, prompt, film_strength, anatomy=None) -> QualityModel:
     model = QualityModel(path, device, dtype)
     if model.prompt != prompt:
         model.prompt = prompt
     model.film_strength = film_strength
+    if anatomy is not None:
+        model.anatomy = anatomy
     return model
 
 

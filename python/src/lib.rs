@@ -195,11 +195,23 @@ impl Model {
         d.set_item("dtype", kind_name(at.kind))?;
         d.set_item("prompt", &config.prompt)?;
         d.set_item("film_strength", config.film_strength)?;
+        let mode = match config.prompt_mode {
+            ldctq::model::PromptMode::Text => "text",
+            ldctq::model::PromptMode::Learned => "learned",
+        };
+        d.set_item("prompt_mode", mode)?;
+        d.set_item("anatomies", &config.anatomies)?;
+        d.set_item("anatomy", scorer.anatomy())?;
         Ok(d)
     }
 
     fn set_prompt(&self, py: Python<'_>, prompt: &str) -> PyResult<()> {
         Ok(py.allow_threads(|| self.lock().set_prompt(prompt)).map_err(Error)?)
+    }
+
+    #[pyo3(signature = (anatomy=None))]
+    fn set_anatomy(&self, anatomy: Option<&str>) -> PyResult<()> {
+        Ok(self.lock().set_anatomy(anatomy).map_err(Error)?)
     }
 
     fn set_film_strength(&self, s: f64) -> PyResult<()> {

@@ -205,3 +205,64 @@ def test_quality_maps_equal_the_cli(tmp_path):
             torch.testing.assert_close(got[0], want, rtol=0, atol=F32_BATCH_TOL * max(scale, 1.0))
     with pytest.raises(ldctq.errors.InvalidInputError, match="map method"):
         q.quality_map(q.read(paths[0]), "saliency")
+
+
+def _copy_model(src, dst, **changes):
+    """A copy of a fixture model folder with its backbone made absolute and `changes` in ldctq.json."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "ldctq.json").read_text())
+    cfg["backbone"] = str((src / cfg["backbone"]).resolve())
+    cfg.update(changes)
+    (dst / "ldctq.json").write_text(json.dumps(cfg))
+    return dst
+
+
+def test_anatomy_prompts(tmp_path):
+    """A model with anatomy prompts scores with the anatomy chosen, as `ldctq score --anatomy`; the
+    anatomy survives pickling; an unknown word is an error listing the known ones."""
+    model = _copy_model(SEQ_MODEL, tmp_path / "anatomy", anatomies=["abdomen", "head"])
+    paths = write_tiffs(tmp_path / "img", 3, size=20)
+    m = ldctq.QualityModel(model)
+    assert (m.info.anatomies, m.info.prompt_mode, m.anatomy) == (["abdomen", "head"], "text", None)
+    x = torch.cat([m.read(p) for p in paths])
+    plain = m.score(x)
+    m.anatomy = "head"
+    head = m.score(x)
+    assert (head - plain).abs().max() > 1e-6, "the anatomy word changes the conditioning"
+    cli = json.loads(run_ldctq("score", "--model", model, "--anatomy", "head", "--format", "json", *paths).stdout)
+    for row, s in zip(cli["scores"], head.tolist()):
+        assert abs(s - row["score"]) <= 1e-6, (row, s)
+    assert pickle.loads(pickle.dumps(m)).anatomy == "head"
+    with pytest.raises(ldctq.errors.InvalidInputError, match="abdomen, head"):
+        m.anatomy = "chest"
+    m.anatomy = None
+    torch.testing.assert_close(m.score(x), plain, rtol=0, atol=0)
+    with pytest.raises(ldctq.errors.InvalidInputError, match="no anatomy prompts"):
+        ldctq.QualityModel(SEQ_MODEL).anatomy = "head"
+
+
+def test_learned_prompt_model(tmp_path):
+    """A folder with a learned prompt (prompt.safetensors) loads and scores as the CLI scores it; a
+    text prompt replaces it; a missing prompt file is an error naming it."""
+    from safetensors.torch import save_file
+
+    model = _copy_model(SEQ_MODEL, tmp_path / "learned", prompt_mode="learned", prompt="")
+    g = torch.Generator().manual_seed(0)
+    save_file({"prompt.context": 0.02 * torch.randn(4, 32, generator=g)}, model / "prompt.safetensors")
+    paths = write_tiffs(tmp_path / "img", 2, size=20)
+    m = ldctq.QualityModel(model)
+    assert m.info.prompt_mode == "learned" and m.prompt == ""
+    x = torch.cat([m.read(p) for p in paths])
+    learned = m.score(x)
+    cli = json.loads(run_ldctq("score", "--model", model, "--format", "json", *paths).stdout)["scores"]
+    for row, s in zip(cli, learned.tolist()):
+        assert abs(s - row["score"]) <= 1e-6, (row, s)
+    m.prompt = ldctq.QualityModel(SEQ_MODEL).prompt
+    assert m.info.prompt_mode == "text"
+    torch.testing.assert_close(m.score(x), ldctq.QualityModel(SEQ_MODEL).score(x), rtol=0, atol=0)
+    assert (m.score(x) - learned).abs().max() > 1e-6
+    (model / "prompt.safetensors").unlink()
+    with pytest.raises(ldctq.errors.NotFoundError, match="prompt.safetensors"):
+        ldctq.QualityModel(model)

@@ -52,9 +52,8 @@ pub struct Args {
     /// What the values of npy / integer TIFF files are: unit or hu.
     #[arg(long)]
     input: Option<Space>,
-    /// Override the model's prompt.
-    #[arg(long)]
-    prompt: Option<String>,
+    #[command(flatten)]
+    prompt: super::PromptArgs,
     /// Exit with an error when the ascent lowers PSNR on average (the reports are written first).
     #[arg(long)]
     strict: bool,
@@ -66,7 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let placement = args.runtime.placement()?;
     let data =
         Dataset::open(&args.data).with_context(|| format!("opening data set {}", args.data.display()))?;
-    let model = args.runtime.load(&args.model, args.prompt.as_deref(), None)?;
+    let model = args.runtime.load(&args.model, &args.prompt)?;
     let opts = AuditOptions {
         epsilon: args.epsilon,
         steps: args.steps,

@@ -85,9 +85,8 @@ pub struct RunArgs {
     /// 4 images) and OUT/mean_map_METHOD.png (the mean map of each method).
     #[arg(long)]
     maps: bool,
-    /// Override the model's prompt.
-    #[arg(long)]
-    prompt: Option<String>,
+    #[command(flatten)]
+    prompt: super::PromptArgs,
     /// Exit with an error when a denoiser failed (the reports are written first).
     #[arg(long)]
     strict: bool,
@@ -135,7 +134,7 @@ fn run_bench(args: RunArgs) -> anyhow::Result<()> {
     let placement = args.runtime.placement()?;
     let data =
         Dataset::open(data_path).with_context(|| format!("opening data set {}", data_path.display()))?;
-    let model = args.runtime.load(model_dir, args.prompt.as_deref(), None)?;
+    let model = args.runtime.load(model_dir, &args.prompt)?;
     let opts = BenchOptions {
         batch: args.batch,
         window: args.window,

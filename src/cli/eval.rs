@@ -58,20 +58,62 @@ fn grouped(data: &Dataset, labels: &[f64], pred: &[f64], field: &str) -> anyhow:
     Ok(rows)
 }
 
+/// The metrics of one anatomy's images.
+#[derive(serde::Serialize)]
+struct AnatomyMetrics {
+    anatomy: String,
+    #[serde(flatten)]
+    report: ldctq::metrics::Report,
+}
+
+/// Metrics per anatomy of the set (`unknown` for images without one), when it names any; groups
+/// too small or too uniform for correlations are left out.
+fn by_anatomy(anatomies: &[Option<String>], pred: &[f64], labels: &[f64]) -> Vec<AnatomyMetrics> {
+    if anatomies.iter().all(Option::is_none) {
+        return Vec::new();
+    }
+    let mut groups: std::collections::BTreeMap<&str, (Vec<f64>, Vec<f64>)> = Default::default();
+    for ((a, &p), &l) in anatomies.iter().zip(pred).zip(labels) {
+        let g = groups.entry(a.as_deref().unwrap_or("unknown")).or_default();
+        g.0.push(p);
+        g.1.push(l);
+    }
+    groups
+        .into_iter()
+        .filter_map(|(a, (p, l))| {
+            let report = ldctq::metrics::evaluate(&p, &l).ok()?;
+            Some(AnatomyMetrics { anatomy: a.to_string(), report })
+        })
+        .collect()
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
-    let model = Scorer::load(&args.model, args.runtime.placement()?)?;
+    let mut model = Scorer::load(&args.model, args.runtime.placement()?)?;
     let data = Dataset::open(&args.data)?;
     let labels = data.labels()?;
     let cache = Cache::load(&data, model.config())?;
     let _guard = tch::no_grad_guard();
-    let mut pred = Vec::new();
-    for chunk in cache.images.split(args.batch as i64, 0) {
-        pred.extend(Vec::<f64>::try_from(
-            model.score(&chunk)?.to_kind(tch::Kind::Double).to_device(tch::Device::Cpu),
-        )?);
+    // Images of each anatomy together, conditioned on it when the model has anatomy prompts.
+    let known = model.config().anatomies.clone();
+    let mut pred = vec![f64::NAN; labels.len()];
+    let mut anatomies: Vec<Option<&String>> = cache.anatomies.iter().map(Option::as_ref).collect();
+    anatomies.sort();
+    anatomies.dedup();
+    for anatomy in anatomies {
+        let idx: Vec<i64> =
+            (0..labels.len()).filter(|&i| cache.anatomies[i].as_ref() == anatomy).map(|i| i as i64).collect();
+        model.set_anatomy(anatomy.filter(|a| known.contains(a)).map(String::as_str))?;
+        for chunk in idx.chunks(args.batch) {
+            let x = cache.images.index_select(0, &tch::Tensor::from_slice(chunk));
+            let scores = model.score(&x)?.to_kind(tch::Kind::Double).to_device(tch::Device::Cpu);
+            for (&i, s) in chunk.iter().zip(Vec::<f64>::try_from(scores)?) {
+                pred[i as usize] = s;
+            }
+        }
     }
     let report = ldctq::metrics::evaluate(&pred, &labels)?;
+    let by_anatomy = by_anatomy(&cache.anatomies, &pred, &labels);
     let groups = args.by.as_deref().map(|f| grouped(&data, &labels, &pred, f)).transpose()?;
     match args.format.as_str() {
         "json" => {
@@ -82,7 +124,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             });
             println!(
                 "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"metrics": report, "groups": groups}))?
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"metrics": report, "groups": groups, "by_anatomy": by_anatomy})
+                )?
             )
         }
         "table" => {
@@ -93,6 +137,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 );
                 for (k, n, l, p, mae) in rows {
                     println!("{k:>8}  {n:>6}  {l:>10.3}  {p:>10.3}  {mae:>6.3}");
+                }
+                println!();
+            }
+            if !by_anatomy.is_empty() {
+                println!(
+                    "{:>8}  {:>6}  {:>6}  {:>6}  {:>6}  {:>6}",
+                    "anatomy", "images", "PLCC", "SROCC", "KROCC", "MAE"
+                );
+                for r in &by_anatomy {
+                    println!(
+                        "{:>8}  {:>6}  {:>6.3}  {:>6.3}  {:>6.3}  {:>6.3}",
+                        r.anatomy, r.report.n, r.report.plcc, r.report.srocc, r.report.krocc, r.report.mae
+                    );
                 }
                 println!();
             }

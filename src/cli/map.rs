@@ -19,12 +19,8 @@ pub struct Args {
     /// intrinsic (4 - each patch's score, upsampled), gradient (smoothed |d score / d image|) or all.
     #[arg(long, default_value = "all")]
     method: String,
-    /// Override the model's prompt.
-    #[arg(long)]
-    prompt: Option<String>,
-    /// Override the FiLM strength (0 disables the prompt).
-    #[arg(long)]
-    film_strength: Option<f64>,
+    #[command(flatten)]
+    prompt: super::PromptArgs,
     /// What the values of npy / integer TIFF files are: unit or hu.
     #[arg(long)]
     input: Option<Space>,
@@ -56,7 +52,7 @@ fn to_vec(t: &Tensor) -> anyhow::Result<Vec<f32>> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let methods = methods(&args.method)?;
     let files = image_files(&args.paths)?;
-    let model = args.runtime.load(&args.model, args.prompt.as_deref(), args.film_strength)?;
+    let model = args.runtime.load(&args.model, &args.prompt)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let (space, window) = (model.config().input, model.config().window());
     let (mut names, mut failed) = (HashSet::new(), 0);

@@ -84,25 +84,40 @@ impl Runtime {
         Ok(ldctq::Placement::parse(&self.device, &self.dtype)?)
     }
 
-    /// The model or ensemble folder `dir` on this placement, with the `--prompt` and
-    /// `--film-strength` overrides applied.
+    /// The model or ensemble folder `dir` on this placement, with the prompt options applied.
     pub fn load(
         &self,
         dir: &std::path::Path,
-        prompt: Option<&str>,
-        film_strength: Option<f64>,
+        prompt: &PromptArgs,
     ) -> anyhow::Result<ldctq::ensemble::Scorer> {
         use anyhow::Context;
         let mut model = ldctq::ensemble::Scorer::load(dir, self.placement()?)
             .with_context(|| format!("loading model {}", dir.display()))?;
-        if let Some(p) = prompt {
+        if let Some(p) = &prompt.prompt {
             model.set_prompt(p)?;
         }
-        if let Some(s) = film_strength {
+        if let Some(s) = prompt.film_strength {
             model.set_film_strength(s)?;
+        }
+        if prompt.anatomy.is_some() {
+            model.set_anatomy(prompt.anatomy.as_deref())?;
         }
         Ok(model)
     }
+}
+
+/// What conditions the model, for the commands that run one.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PromptArgs {
+    /// Replace the model's prompt by this text (also a learned prompt).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Override the FiLM strength (0 disables the prompt).
+    #[arg(long, allow_hyphen_values = true)]
+    pub film_strength: Option<f64>,
+    /// The images' anatomy, for a model with anatomy prompts (one of its `anatomies`).
+    #[arg(long)]
+    pub anatomy: Option<String>,
 }
 
 /// The image files of `paths` (files, or folders that must hold at least one), in order.

@@ -22,12 +22,8 @@ pub struct Args {
     /// Model folder (ldctq.json, head.safetensors).
     #[arg(long)]
     model: PathBuf,
-    /// Override the model's prompt.
-    #[arg(long)]
-    prompt: Option<String>,
-    /// Override the FiLM strength (0 disables the prompt).
-    #[arg(long)]
-    film_strength: Option<f64>,
+    #[command(flatten)]
+    prompt: super::PromptArgs,
     /// Images per forward pass.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -115,7 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(shard) = args.shard {
         files = files[shard.range(files.len(), args.batch)].to_vec();
     }
-    let model = args.runtime.load(&args.model, args.prompt.as_deref(), args.film_strength)?;
+    let model = args.runtime.load(&args.model, &args.prompt)?;
     let start = Instant::now();
     let bar = indicatif::ProgressBar::new(files.len() as u64).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {per_sec} eta {eta}")

@@ -34,6 +34,10 @@
 //! `sigma`), region (centre row/col, semi-axes, angle in pixels and radians), mask file, body
 //! fraction and `L`.
 //!
+//! Anatomy (`meta.json`'s `anatomy`, for anatomy prompts and per-anatomy metrics): `abdomen` for
+//! phantoms; for a real source the word after `@` in its spec (`scan.dcm@head`), else its DICOM
+//! BodyPartExamined when that names a head, chest or abdomen part; none otherwise.
+//!
 //! Physical size: phantoms and sources without a pixel spacing span `--fov-mm`; DICOM sources use
 //! their PixelSpacing, scaled by the crop and resampling. The noise is per detector bin of one
 //! (output) pixel, so at the same dose a smaller `--size` gives less noise in HU (noise std goes
@@ -69,7 +73,7 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// `phantom` (procedural abdomen phantoms) and/or image files or folders (DICOM in HU; [0, 1]
-    /// TIFF/PNG taken as the -300/1400 window).
+    /// TIFF/PNG taken as the -300/1400 window), each optionally followed by @ANATOMY (`a.dcm@head`).
     #[arg(long, value_delimiter = ',', default_value = "phantom")]
     sources: Vec<String>,
     /// Dose fractions in (0, 1].
@@ -148,6 +152,7 @@ enum Source {
         frame: usize,
         hu: Tensor,
         pixel_mm: f64,
+        anatomy: Option<String>,
     },
 }
 
@@ -167,6 +172,9 @@ struct Entry {
     /// degraded scan).
     clean_label: f64,
     pixel_mm: f64,
+    /// `abdomen` for phantoms; a real source's given or DICOM anatomy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anatomy: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     augmentation: Option<Augmentation>,
     /// The series of the image, with --series.
@@ -263,13 +271,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } else {
             (i % sources.len(), seed)
         };
+        let anatomy = match &sources[source_index] {
+            Source::Phantom => Some("abdomen".to_string()),
+            Source::Real { anatomy, .. } => anatomy.clone(),
+        };
         let (hu, source, pixel_mm, augmentation) = match &sources[source_index] {
             Source::Phantom => {
                 let phantom_seed = ldctq::rng::derive_seed(slice_seed, 1) >> 11;
                 let hu = phantom::phantom(phantom_seed, args.size).to_device(device);
                 (hu, format!("phantom:{phantom_seed}"), args.fov_mm / args.size as f64, None)
             }
-            Source::Real { path, frame, hu, pixel_mm } => {
+            Source::Real { path, frame, hu, pixel_mm, .. } => {
                 let mut rng = Rng::new(ldctq::rng::derive_seed(slice_seed, 1));
                 let aug = Augmentation::random(&mut rng, (hu.size()[0], hu.size()[1]), args.min_crop);
                 let out = phantom::augment(hu, &aug, args.size)?;
@@ -328,6 +340,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             label,
             clean_label,
             pixel_mm,
+            anatomy,
             augmentation,
             series: args.series.then_some(i / combos.len()),
             family,
@@ -395,6 +408,13 @@ fn load_sources(specs: &[String], fov_mm: f64, device: Device) -> anyhow::Result
             sources.push(Source::Phantom);
             continue;
         }
+        // `PATH@anatomy`: a trailing word after the last @.
+        let (spec, given) = match spec.rsplit_once('@') {
+            Some((p, a)) if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphabetic()) => {
+                (p, Some(a.to_ascii_lowercase()))
+            }
+            _ => (spec, None),
+        };
         let files = io::list_images(Path::new(spec))?;
         anyhow::ensure!(!files.is_empty(), "{spec}: no supported image files");
         for path in files {
@@ -409,12 +429,34 @@ fn load_sources(specs: &[String], fov_mm: f64, device: Device) -> anyhow::Result
                     eprintln!("warning: {}#{frame} has no air (min > -500 HU): is it in HU?", path.display());
                 }
                 let hu = hu.to_kind(Kind::Float).to_device(device);
-                sources.push(Source::Real { path: path.clone(), frame, hu, pixel_mm });
+                let anatomy = given.clone().or_else(|| dicom_anatomy(&path));
+                sources.push(Source::Real { path: path.clone(), frame, hu, pixel_mm, anatomy });
             }
         }
     }
     anyhow::ensure!(!sources.is_empty(), "--sources: nothing to simulate from");
     Ok(sources)
+}
+
+/// The anatomy of a DICOM file's BodyPartExamined: head, chest or abdomen, if it names one of their parts.
+fn dicom_anatomy(path: &Path) -> Option<String> {
+    let obj = dicom_object::OpenFileOptions::new()
+        .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
+        .open_file(path)
+        .ok()?;
+    let part = obj.element_opt(dicom_dictionary_std::tags::BODY_PART_EXAMINED).ok()??.to_str().ok()?;
+    let part = part.trim().to_ascii_uppercase();
+    let of = |words: &[&str]| words.iter().any(|w| part.contains(w));
+    let anatomy = if of(&["HEAD", "BRAIN", "SKULL", "NECK"]) {
+        "head"
+    } else if of(&["CHEST", "THORAX", "LUNG", "HEART"]) {
+        "chest"
+    } else if of(&["ABDOMEN", "PANCREAS", "LIVER", "KIDNEY", "PELVIS"]) {
+        "abdomen"
+    } else {
+        return None;
+    };
+    Some(anatomy.to_string())
 }
 
 /// PixelSpacing (row spacing, mm) of a DICOM file, if it has one.

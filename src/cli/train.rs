@@ -2,8 +2,10 @@
 use super::Runtime;
 use indicatif::{ProgressBar, ProgressStyle};
 use ldctq::data::Dataset;
-use ldctq::model::{backbone_ref, resolve_backbone, QualityConfig};
-use ldctq::train::{Augment, Cache, Event, OrderKind, OrderPairs, TrainConfig, Trainer, VisionTraining};
+use ldctq::model::{backbone_ref, resolve_backbone, PromptInit, QualityConfig};
+use ldctq::train::{
+    Augment, Cache, Event, LearnPrompt, OrderKind, OrderPairs, TrainConfig, Trainer, VisionTraining,
+};
 use ldctq::{Space, Window};
 use std::path::PathBuf;
 
@@ -12,9 +14,13 @@ pub struct Args {
     /// Training set: LDCTIQA2023 folder (image/ + labels json) or CSV manifest.
     #[arg(long)]
     data: PathBuf,
-    /// SigLIP backbone (folder, HF cache folder, or cached repo id).
+    /// SigLIP backbone (folder, HF cache folder, or cached repo id); not with --init-from.
+    #[arg(long, required_unless_present = "init_from", conflicts_with = "init_from")]
+    backbone: Option<String>,
+    /// Start from a trained model folder (its backbone, preprocessing, heads, vision tower) instead
+    /// of a fresh model.
     #[arg(long)]
-    backbone: String,
+    init_from: Option<PathBuf>,
     /// Output model folder (also holds folds/, train_log.jsonl, train_summary.json).
     #[arg(long)]
     out: PathBuf,
@@ -50,11 +56,11 @@ pub struct Args {
     #[arg(long)]
     no_augment: bool,
     /// Input space of the images: unit or hu.
-    #[arg(long, default_value = "unit")]
+    #[arg(long, default_value = "unit", conflicts_with = "init_from")]
     input: Space,
     /// HU window "CENTER,WIDTH" or a name (ldctiqa, abdomen, chest, neuro): recorded for unit input,
     /// applied to hu input.
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(long, allow_hyphen_values = true, conflicts_with = "init_from")]
     window: Option<Window>,
     /// Weakly supervised order pairs, each image against a degraded copy of itself: any of blur,
     /// oversmooth, noise, texture (comma-separated).
@@ -70,8 +76,30 @@ pub struct Args {
     #[arg(long, default_value_t = 0.0)]
     grad_penalty: f64,
     /// Model input size (default: the backbone's).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "init_from")]
     image_size: Option<i64>,
+    /// The hand prompt (default: the paper's); with --learn-prompt hand, the context's start.
+    #[arg(long, conflicts_with = "init_from")]
+    prompt: Option<String>,
+    /// FiLM strength s of the new model (0: no prompt).
+    #[arg(long, allow_hyphen_values = true, conflicts_with = "init_from")]
+    film_strength: Option<f64>,
+    /// Learn N prompt context vectors through the frozen text tower (CoOp); N defaults to 16.
+    #[arg(long, num_args = 0..=1, default_missing_value = "16", value_name = "N")]
+    learn_prompt: Option<usize>,
+    /// Start of the learned context: hand (the prompt's first N token embeddings) or random (N(0, 0.02)).
+    #[arg(long, default_value = "hand", requires = "learn_prompt")]
+    prompt_init: PromptInit,
+    /// Learning rate of the learned context.
+    #[arg(long, default_value_t = 2e-3, requires = "learn_prompt")]
+    prompt_lr: f64,
+    /// Anatomy prompts: condition each image on the prompt plus its anatomy word (manifest column
+    /// `anatomy` or meta.json).
+    #[arg(long)]
+    anatomy_prompts: bool,
+    /// Train only the learned context (FiLM, heads and vision tower of --init-from stay fixed).
+    #[arg(long, requires_all = ["learn_prompt", "init_from"])]
+    prompt_only: bool,
     #[command(flatten)]
     widths: super::WidthArgs,
     #[command(flatten)]
@@ -80,14 +108,30 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let data = Dataset::open(&args.data)?;
-    let pretrained = ldctq::siglip::Pretrained::open(&args.backbone)?;
-    let size = args.image_size.unwrap_or(pretrained.config.vision_config.image_size);
-    drop(pretrained);
-    let mut base = QualityConfig::new(&backbone_ref(&args.backbone, &args.out)?, size);
-    base.input = args.input;
-    if let Some(w) = args.window {
-        (base.window_center, base.window_width) = (w.center, w.width);
-    }
+    let mut base = match (&args.init_from, &args.backbone) {
+        (Some(dir), _) => {
+            let mut cfg = QualityConfig::from_file(&dir.join("ldctq.json"))?;
+            cfg.backbone = backbone_ref(&resolve_backbone(&cfg.backbone, Some(dir)), &args.out)?;
+            cfg
+        }
+        (None, Some(backbone)) => {
+            let pretrained = ldctq::siglip::Pretrained::open(backbone)?;
+            let size = args.image_size.unwrap_or(pretrained.config.vision_config.image_size);
+            let mut cfg = QualityConfig::new(&backbone_ref(backbone, &args.out)?, size);
+            cfg.input = args.input;
+            if let Some(w) = args.window {
+                (cfg.window_center, cfg.window_width) = (w.center, w.width);
+            }
+            if let Some(p) = &args.prompt {
+                cfg.prompt = p.clone();
+            }
+            if let Some(s) = args.film_strength {
+                cfg.film_strength = s;
+            }
+            cfg
+        }
+        (None, None) => unreachable!("clap requires --backbone or --init-from"),
+    };
     let config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch,
@@ -107,6 +151,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             min_label: args.order_min_label,
         }),
         grad_penalty: args.grad_penalty,
+        learn_prompt: args.learn_prompt.map(|tokens| LearnPrompt {
+            tokens,
+            init: args.prompt_init,
+            lr: args.prompt_lr,
+            only: args.prompt_only,
+        }),
+        from_model: args.init_from.clone(),
+        anatomy_prompts: args.anatomy_prompts,
         ..TrainConfig::default()
     };
     let cache = Cache::load(&data, &base)?;

@@ -7,7 +7,7 @@
 //!   without a labels json, the same folder (with `reference/` when present), or any folder of images,
 //!   is an unlabelled set.
 //! * A CSV manifest with a header naming its columns: `path` (required), `score`, `frame`, `reference`
-//!   (paths relative to the manifest), or a folder holding `manifest.csv`: any readable image, e.g.
+//!   (paths relative to the manifest), `anatomy` (a word such as abdomen, chest, head), or a folder holding `manifest.csv`: any readable image, e.g.
 //!   DICOM series. Without a `score` column (or with empty cells) the images are unlabelled: enough for
 //!   `ldctq bench` and `ldctq score`, while training and evaluation ask for scores ([`Dataset::labels`]).
 //!
@@ -36,6 +36,8 @@ pub struct Sample {
     pub label: Option<f64>,
     /// Full-dose reference image, when the set has one (`reference/` beside `image/`).
     pub reference: Option<PathBuf>,
+    /// What the slice shows (lower case), from the manifest's `anatomy` column or `meta.json`.
+    pub anatomy: Option<String>,
 }
 
 /// A labelled image set.
@@ -111,9 +113,27 @@ impl Dataset {
                 frame: 0,
                 label: None,
                 reference: Some(refs.join(&name)).filter(|p| images != root && p.is_file()),
+                anatomy: None,
             })
             .collect();
-        Ok(Self { root: root.to_path_buf(), samples })
+        Self { root: root.to_path_buf(), samples }.with_meta_anatomy()
+    }
+
+    /// Each image's anatomy from `meta.json` beside the images, where it says.
+    fn with_meta_anatomy(mut self) -> Result<Self> {
+        let meta = read_meta(&self.root)?;
+        for s in &mut self.samples {
+            let name = s.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            s.anatomy = meta.get(&name).and_then(|m| m.anatomy.clone());
+        }
+        Ok(self)
+    }
+
+    /// The distinct anatomies of the set, sorted (empty when no image has one).
+    pub fn anatomies(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<&String> =
+            self.samples.iter().filter_map(|s| s.anatomy.as_ref()).collect();
+        set.into_iter().cloned().collect()
     }
 
     fn from_labels_json(root: &Path, labels: &Path, images: &Path) -> Result<Self> {
@@ -151,14 +171,20 @@ impl Dataset {
             .map(|(name, label)| {
                 check_label(labels, &name, label)?;
                 let reference = Some(refs.join(&name)).filter(|p| p.is_file());
-                Ok(Sample { path: images.join(&name), frame: 0, label: Some(label), reference })
+                Ok(Sample {
+                    path: images.join(&name),
+                    frame: 0,
+                    label: Some(label),
+                    reference,
+                    anatomy: None,
+                })
             })
             .collect::<Result<_>>()?;
-        Ok(Self { root: root.to_path_buf(), samples })
+        Self { root: root.to_path_buf(), samples }.with_meta_anatomy()
     }
 
     /// A CSV manifest: a header line naming the columns (`path`; optionally `score`, `frame`,
-    /// `reference`), then one row per image.
+    /// `reference`, `anatomy`), then one row per image.
     pub fn from_manifest(csv: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(csv).map_err(|e| Error::io(csv, e))?;
         let base = csv.parent().unwrap_or(Path::new("."));
@@ -171,7 +197,7 @@ impl Dataset {
         let Some(pcol) = col("path") else {
             return Err(problem(csv, format!("the header must name a path column, got {header:?}")));
         };
-        let (scol, fcol, rcol) = (col("score"), col("frame"), col("reference"));
+        let (scol, fcol, rcol, acol) = (col("score"), col("frame"), col("reference"), col("anatomy"));
         let mut samples = Vec::new();
         let mut missing = Vec::new();
         for (i, line) in lines {
@@ -201,7 +227,9 @@ impl Dataset {
             if !path.is_file() {
                 missing.push(path.display().to_string());
             }
-            samples.push(Sample { path, frame, label, reference });
+            let anatomy =
+                acol.map(get).transpose()?.filter(|c| !c.is_empty()).map(|a| a.to_ascii_lowercase());
+            samples.push(Sample { path, frame, label, reference, anatomy });
         }
         if !missing.is_empty() {
             return Err(problem(

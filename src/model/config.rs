@@ -35,14 +35,32 @@ fn default_window_width() -> f64 {
     Window::LDCTIQA.width
 }
 
+/// What drives FiLM: a hand-written text prompt, or learned context vectors (`prompt.safetensors`)
+/// followed by the text of `prompt` (see [`crate::model::PromptInit`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptMode {
+    #[default]
+    Text,
+    Learned,
+}
+
 /// `ldctq.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QualityConfig {
     pub format_version: u32,
     /// SigLIP backbone: a folder (relative to the model folder, or absolute), HF cache folder or repo id.
     pub backbone: String,
+    /// The prompt (text mode), or the text after the learned context (learned mode; usually empty).
     #[serde(default = "default_prompt")]
     pub prompt: String,
+    #[serde(default)]
+    pub prompt_mode: PromptMode,
+    /// Anatomy prompts: the anatomy words this model was trained with. An image of anatomy `a` is
+    /// conditioned on [`Self::prompt_text`]`(Some(a))`; images of no (or unknown) anatomy on the
+    /// prompt alone. Empty: one prompt for every image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anatomies: Vec<String>,
     /// FiLM strength s (0 disables the prompt).
     #[serde(default = "default_film_strength")]
     pub film_strength: f64,
@@ -72,6 +90,8 @@ impl QualityConfig {
             format_version: FORMAT_VERSION,
             backbone: backbone.into(),
             prompt: default_prompt(),
+            prompt_mode: PromptMode::Text,
+            anatomies: Vec::new(),
             film_strength: 1.0,
             tau_out: 2.0,
             local_mode: LocalMode::Sequence,
@@ -108,10 +128,35 @@ impl QualityConfig {
             return Err(format!("film_strength must be finite, got {}", self.film_strength));
         }
         Window::new(self.window_center, self.window_width).map_err(|e| e.to_string())?;
+        if let Some(a) = self.anatomies.iter().find(|a| a.is_empty() || a.chars().any(|c| c.is_uppercase())) {
+            return Err(format!("anatomies must be non-empty lower-case words, got {a:?}"));
+        }
         if self.image_size <= 0 {
             return Err(format!("image_size must be positive, got {}", self.image_size));
         }
         Ok(())
+    }
+
+    /// The text that conditions an image of `anatomy`: the anatomy word, then the prompt (so that
+    /// truncating a long prompt to the tower's 64 positions never drops the word; in learned mode the
+    /// text follows the learned context), or the prompt alone.
+    pub fn prompt_text(&self, anatomy: Option<&str>) -> String {
+        match anatomy {
+            Some(a) if !self.prompt.is_empty() => format!("{a} {}", self.prompt),
+            Some(a) => a.to_string(),
+            None => self.prompt.clone(),
+        }
+    }
+
+    /// Checks that `anatomy` is one this model was trained with.
+    pub fn check_anatomy(&self, anatomy: &str) -> std::result::Result<(), String> {
+        if self.anatomies.iter().any(|a| a == anatomy) {
+            Ok(())
+        } else if self.anatomies.is_empty() {
+            Err(format!("anatomy {anatomy:?}: this model has no anatomy prompts"))
+        } else {
+            Err(format!("anatomy {anatomy:?}: this model knows {}", self.anatomies.join(", ")))
+        }
     }
 
     /// The HU window of the input: applied to HU images, or the one [0, 1] images were made with.

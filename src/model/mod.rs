@@ -2,7 +2,9 @@
 //!
 //! A model folder holds `ldctq.json` ([`QualityConfig`]), `head.safetensors` (FiLM generator and
 //! heads: `film.fc1`, `film.fc2`, `head_global.fc1`, ..., `fusion.fc2`) and optionally
-//! `vision.safetensors` (a fine-tuned vision tower with HF key names, overriding the backbone's).
+//! `vision.safetensors` (a fine-tuned vision tower with HF key names, overriding the backbone's) and,
+//! for a learned prompt (`"prompt_mode": "learned"`), `prompt.safetensors` (`prompt.context`, the N
+//! context vectors that enter the frozen text tower, [`PromptInit`]).
 //! The backbone is a SigLIP checkpoint folder, HF cache folder or cached repo id.
 //!
 //! The forward pass ([`QualityModel::forward_stages`]): pixel values -> vision tower -> post-LN patch
@@ -14,7 +16,10 @@ mod init;
 mod prompt;
 
 pub(crate) use checkpointing::upstream_vector;
-pub use config::{backbone_ref, resolve_backbone, QualityConfig, Widths, DEFAULT_PROMPT, FORMAT_VERSION};
+pub use config::{
+    backbone_ref, resolve_backbone, PromptMode, QualityConfig, Widths, DEFAULT_PROMPT, FORMAT_VERSION,
+};
+pub use prompt::{PromptInit, CONTEXT_KEY};
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
@@ -27,6 +32,7 @@ use crate::siglip::{Pretrained, SiglipVisionModel};
 use init::{init_linear_layers, widths_of};
 use prompt::PromptEncoder;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
 use tch::{nn, Kind, Tensor};
 
@@ -70,8 +76,10 @@ pub struct QualityModel {
     film: Film,
     heads: Heads,
     prompts: RefCell<PromptEncoder>,
-    /// (gamma, beta) of the current prompt while the heads are frozen.
-    film_cache: RefCell<Option<(Tensor, Tensor)>>,
+    /// (gamma, beta) per conditioning text while FiLM and prompt are frozen.
+    film_cache: RefCell<HashMap<String, (Tensor, Tensor)>>,
+    /// The anatomy of the images scored (one of `config.anatomies`), if set.
+    anatomy: Option<String>,
     placement: Placement,
     /// Encoder layers per activation-checkpointing segment in `score_and_grad` (0: off).
     checkpoint_every: usize,
@@ -115,7 +123,8 @@ impl QualityModel {
             film,
             heads,
             prompts,
-            film_cache: RefCell::new(None),
+            film_cache: RefCell::new(HashMap::new()),
+            anatomy: None,
             placement: at,
             checkpoint_every: 0,
         })
@@ -144,6 +153,9 @@ impl QualityModel {
         let widths = widths_of(&head_ckpt)?;
         let mut model = Self::build(config, backbone, widths, at)?;
         head_ckpt.load_into(&[&model.heads_vs], &[])?;
+        if model.config.prompt_mode == PromptMode::Learned {
+            model.load_prompt(&dir.join("prompt.safetensors"))?;
+        }
         let vision_path = dir.join("vision.safetensors");
         if vision_path.is_file() {
             Checkpoint::open_file(&vision_path)?.load_into(&[&model.vision.vs], &["vision_model.head."])?;
@@ -153,6 +165,29 @@ impl QualityModel {
         model.heads_vs.set_kind(model.output_kind());
         model.freeze();
         Ok(model)
+    }
+
+    /// The learned context of `prompt.safetensors` (`prompt.context`, (N, D_text)).
+    fn load_prompt(&mut self, path: &Path) -> Result<()> {
+        if !path.is_file() {
+            return Err(Error::NotFound(format!(
+                "{}: missing (ldctq.json says the prompt is learned)",
+                path.display()
+            )));
+        }
+        let ckpt = Checkpoint::open_file(path)?;
+        let n = match ckpt.shape(CONTEXT_KEY) {
+            Some(&[n, _]) => n,
+            other => {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    problems: vec![format!("{CONTEXT_KEY}: expected an (N, D) tensor, found {other:?}")],
+                })
+            }
+        };
+        let mut prompts = self.prompts.borrow_mut();
+        prompts.new_context(n)?;
+        ckpt.load_into(&[prompts.learned.as_ref().expect("just created")], &[])
     }
 
     fn load_backbone_vision(&self) -> Result<()> {
@@ -171,6 +206,9 @@ impl QualityModel {
         crate::checkpoint::save_store_atomic(&self.heads_vs, &dir.join("head.safetensors"))?;
         if with_vision {
             crate::checkpoint::save_store_atomic(&self.vision.vs, &dir.join("vision.safetensors"))?;
+        }
+        if let Some(vs) = &self.prompts.borrow().learned {
+            crate::checkpoint::save_store_atomic(vs, &dir.join("prompt.safetensors"))?;
         }
         Ok(())
     }
@@ -195,6 +233,38 @@ impl QualityModel {
     pub fn freeze(&mut self) {
         self.vision.vs.freeze();
         self.heads_vs.freeze();
+        self.set_prompt_trainable(false);
+    }
+
+    /// Replaces the prompt by `n` learned context vectors (initialised from the current prompt's
+    /// first `n` token embeddings, or N(0, 0.02) from `seed`) followed by no text; frozen until
+    /// [`Self::set_prompt_trainable`].
+    pub fn learn_prompt(&mut self, n: i64, init: PromptInit, seed: u64) -> Result<()> {
+        self.prompts.borrow_mut().init_context(n, init, &self.config.prompt, seed)?;
+        self.config.prompt_mode = PromptMode::Learned;
+        self.config.prompt = String::new();
+        self.film_cache.borrow_mut().clear();
+        Ok(())
+    }
+
+    /// The learned context vectors (N, D_text), on CPU (shares storage: an optimizer may update
+    /// them in place); `None` for a text prompt.
+    pub fn prompt_context(&self) -> Option<Tensor> {
+        self.prompts.borrow().context()
+    }
+
+    /// Lets the learned context train (the text tower then runs on every forward pass) or freezes it.
+    pub fn set_prompt_trainable(&mut self, trainable: bool) {
+        let mut prompts = self.prompts.borrow_mut();
+        if let Some(vs) = prompts.learned.as_mut() {
+            if trainable {
+                vs.unfreeze()
+            } else {
+                vs.freeze()
+            }
+        }
+        prompts.clear();
+        self.film_cache.borrow_mut().clear();
     }
 
     /// Device and dtype of the weights.
@@ -202,11 +272,21 @@ impl QualityModel {
         self.placement
     }
 
-    /// Sets the prompt (the text tower runs once for a new prompt).
+    /// Sets a text prompt (the text tower runs once for a new prompt). On a model with a learned
+    /// prompt this replaces the learned context (reload the model folder to get it back).
     pub fn set_prompt(&mut self, prompt: &str) -> Result<()> {
-        let _z_t = self.prompts.borrow_mut().z_t(prompt)?;
+        let mut prompts = self.prompts.borrow_mut();
+        let learned = prompts.learned.take();
+        if learned.is_some() {
+            prompts.clear(); // z_t cached with the context
+        }
+        if let Err(e) = prompts.z_t(&[prompt]) {
+            prompts.learned = learned;
+            return Err(e);
+        }
         self.config.prompt = prompt.to_string();
-        self.film_cache.replace(None);
+        self.config.prompt_mode = PromptMode::Text;
+        self.film_cache.borrow_mut().clear();
         Ok(())
     }
 
@@ -219,28 +299,78 @@ impl QualityModel {
         Ok(())
     }
 
-    /// z_t: the L2-normalized text features of the current prompt, (d_t), on CPU, f32 (f64 for an f64
+    /// z_t: the L2-normalized text features of the current prompt (and anatomy), (d_t), on CPU, f32 (f64 for an f64
     /// model).
     pub fn prompt_embedding(&self) -> Result<Tensor> {
-        self.prompts.borrow_mut().z_t(&self.config.prompt)
+        let text = self.config.prompt_text(self.anatomy.as_deref());
+        Ok(self.prompts.borrow_mut().z_t(&[&text])?.f_squeeze_dim(0)?)
     }
 
-    /// (gamma, beta) of the current prompt; cached while the FiLM generator is frozen.
-    fn film_params(&self) -> Result<(Tensor, Tensor)> {
-        let frozen = self.heads_vs.trainable_variables().iter().all(|v| !v.requires_grad());
-        if frozen {
-            if let Some((g, b)) = self.film_cache.borrow().as_ref() {
-                return Ok((g.shallow_clone(), b.shallow_clone()));
+    /// Sets the anatomy of the images scored from now on (one of `config.anatomies`), or none (the
+    /// prompt alone).
+    pub fn set_anatomy(&mut self, anatomy: Option<&str>) -> Result<()> {
+        let anatomy = anatomy.map(|a| a.trim().to_ascii_lowercase());
+        if let Some(a) = &anatomy {
+            self.config.check_anatomy(a).map_err(Error::InvalidInput)?;
+        }
+        self.anatomy = anatomy;
+        Ok(())
+    }
+
+    /// The anatomy set by [`Self::set_anatomy`].
+    pub fn anatomy(&self) -> Option<&str> {
+        self.anatomy.as_deref()
+    }
+
+    /// (gamma, beta): (d) each for the current anatomy, or (B, d) for `anatomies` of B images;
+    /// cached per text while FiLM and prompt are frozen.
+    fn film_params(&self, anatomies: Option<&[Option<String>]>) -> Result<(Tensor, Tensor)> {
+        let each: Vec<Option<&str>> = match anatomies {
+            Some(a) => a.iter().map(Option::as_deref).collect(),
+            None => vec![self.anatomy.as_deref()],
+        };
+        let (mut texts, mut index) = (Vec::<String>::new(), Vec::<i64>::new());
+        for a in &each {
+            if let Some(a) = a {
+                self.config.check_anatomy(a).map_err(Error::InvalidInput)?;
+            }
+            let text = self.config.prompt_text(*a);
+            let i = texts.iter().position(|t| *t == text).unwrap_or_else(|| {
+                texts.push(text);
+                texts.len() - 1
+            });
+            index.push(i as i64);
+        }
+        let frozen = self.heads_vs.trainable_variables().iter().all(|v| !v.requires_grad())
+            && self.prompt_context().is_none_or(|c| !c.requires_grad());
+        let cached = frozen && texts.iter().all(|t| self.film_cache.borrow().contains_key(t));
+        let (g, b) = if cached {
+            let cache = self.film_cache.borrow();
+            let (g, b): (Vec<Tensor>, Vec<Tensor>) =
+                texts.iter().map(|t| (cache[t].0.shallow_clone(), cache[t].1.shallow_clone())).unzip();
+            (Tensor::f_stack(&g, 0)?, Tensor::f_stack(&b, 0)?)
+        } else {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let z_t = self.prompts.borrow_mut().z_t(&refs)?; // (T, d_t)
+            let z_t = z_t.f_to_device(self.placement.device)?.f_to_kind(self.output_kind())?;
+            let (g, b) =
+                if frozen { tch::no_grad(|| self.film.params(&z_t))? } else { self.film.params(&z_t)? }; // (T, d)
+            if frozen {
+                let mut cache = self.film_cache.borrow_mut();
+                for (i, t) in texts.iter().enumerate() {
+                    cache.insert(t.clone(), (g.f_get(i as i64)?, b.f_get(i as i64)?));
+                }
+            }
+            (g, b)
+        };
+        match anatomies {
+            None => Ok((g.f_get(0)?, b.f_get(0)?)), // (d)
+            Some(_) => {
+                let index = Tensor::from_slice(&index).f_to_device(g.device())?;
+                Ok((g.f_index_select(0, &index)?, b.f_index_select(0, &index)?))
+                // (B, d)
             }
         }
-        let z_t = self.prompts.borrow_mut().z_t(&self.config.prompt)?;
-        let z_t = z_t.f_to_device(self.placement.device)?.f_to_kind(self.output_kind())?;
-        let (g, b) =
-            if frozen { tch::no_grad(|| self.film.params(&z_t))? } else { self.film.params(&z_t)? };
-        if frozen {
-            self.film_cache.replace(Some((g.shallow_clone(), b.shallow_clone())));
-        }
-        Ok((g, b))
     }
 
     /// The dtype of preprocessing, prompt, FiLM, pooling, heads and scores (see [`output_kind`]).
@@ -251,6 +381,36 @@ impl QualityModel {
     /// Every stage of the forward pass, from `pixel_values` to the score (for tests and inspection).
     /// `dropout`: the generator of the heads' dropout masks when training, `None` in evaluation.
     pub fn forward_stages(&self, pixel_values: &Tensor, dropout: Option<&mut Rng>) -> Result<Stages> {
+        self.forward_stages_for(pixel_values, None, dropout)
+    }
+
+    /// Scores of B images each conditioned on its own anatomy (anatomy prompts; `None`: the
+    /// prompt alone), as the trainer and evaluation on mixed sets need them.
+    ///
+    /// # Shapes
+    /// `pixel_values`: (B, 3, S, S), `anatomies`: B entries -> scores (B).
+    pub fn forward_anatomies(
+        &self,
+        pixel_values: &Tensor,
+        anatomies: &[Option<String>],
+        dropout: Option<&mut Rng>,
+    ) -> Result<Tensor> {
+        if anatomies.len() as i64 != pixel_values.size()[0] {
+            return Err(Error::InvalidInput(format!(
+                "{} anatomies for {} images",
+                anatomies.len(),
+                pixel_values.size()[0]
+            )));
+        }
+        Ok(self.forward_stages_for(pixel_values, Some(anatomies), dropout)?.score)
+    }
+
+    fn forward_stages_for(
+        &self,
+        pixel_values: &Tensor,
+        anatomies: Option<&[Option<String>]>,
+        dropout: Option<&mut Rng>,
+    ) -> Result<Stages> {
         // f32 pixels also for a bf16 tower: its patch embedding runs in f32 (see `VisionEmbeddings`).
         let pixel_values = pixel_values.f_to_device(self.placement.device)?.f_to_kind(self.output_kind())?;
         // A frozen tower on an input without gradient needs no graph (training the heads alone).
@@ -262,7 +422,7 @@ impl QualityModel {
             run_vision()
         };
         let tokens = out?.last_hidden_state; // (B, P, d)
-        self.stages_from_tokens(pixel_values, tokens, dropout)
+        self.stages_for(pixel_values, tokens, anatomies, dropout)
     }
 
     /// The stages after the vision tower: FiLM, pooling, heads, fusion, score (`tokens`: H, (B, P, d);
@@ -273,8 +433,18 @@ impl QualityModel {
         tokens: Tensor,
         dropout: Option<&mut Rng>,
     ) -> Result<Stages> {
+        self.stages_for(pixel_values, tokens, None, dropout)
+    }
+
+    fn stages_for(
+        &self,
+        pixel_values: Tensor,
+        tokens: Tensor,
+        anatomies: Option<&[Option<String>]>,
+        dropout: Option<&mut Rng>,
+    ) -> Result<Stages> {
         let tokens = tokens.f_to_kind(self.output_kind())?;
-        let (gamma, beta) = self.film_params()?; // (d), (d)
+        let (gamma, beta) = self.film_params(anatomies)?; // (d) each, or (B, d) with anatomies
         let tokens_film = modulate(&tokens, &gamma, &beta, self.config.film_strength)?; // (B, P, d)
         let (h_g, h_l, h_tex) = pool(&tokens_film, self.config.local_mode)?; // (B, d), (B, 4d), (B, 2d)
         let y = self.heads.sub_scores(&h_g, &h_l, &h_tex, dropout)?; // (B, 3)

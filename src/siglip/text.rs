@@ -28,10 +28,11 @@ impl TextEmbeddings {
         })
     }
 
-    fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
-        let l = input_ids.size()[1];
+    /// Token embeddings (B, L, D) plus the position embeddings of positions 0..L.
+    fn forward(&self, token_embeds: &Tensor) -> Result<Tensor> {
+        let l = token_embeds.size()[1];
         let positions = self.position_embedding.ws.f_narrow(0, 0, l)?.f_unsqueeze(0)?; // (1, L, D)
-        Ok(input_ids.try_apply(&self.token_embedding)?.f_add(&positions)?) // (B, L, D)
+        Ok(token_embeds.f_add(&positions)?) // (B, L, D)
     }
 }
 
@@ -97,10 +98,31 @@ impl TextTransformer {
                 self.cfg.vocab_size
             )));
         }
-        let device = self.head.ws.device();
-        let input_ids = input_ids.f_to_device(device)?;
+        let input_ids = input_ids.f_to_device(self.head.ws.device())?;
+        self.forward_embeds(&self.token_embeddings(&input_ids)?, output_hidden_states)
+    }
+
+    /// The token-embedding rows of `input_ids` (B, L) -> (B, L, D), unchecked.
+    pub fn token_embeddings(&self, input_ids: &Tensor) -> Result<Tensor> {
+        input_ids.try_apply(&self.embeddings.token_embedding)
+    }
+
+    /// The tower from token embeddings (`inputs_embeds` of transformers' `SiglipTextEmbeddings`):
+    /// position embeddings added, encoder, final LN, last-position pooling, head. Learned prompt
+    /// vectors enter here in place of token embeddings.
+    ///
+    /// # Shapes
+    /// `token_embeds`: (B, L, D), L <= `max_position_embeddings`, in the tower's dtype and device.
+    pub fn forward_embeds(&self, token_embeds: &Tensor, output_hidden_states: bool) -> Result<TextOutput> {
+        let size = token_embeds.size();
+        let (max, d) = (self.cfg.max_position_embeddings, self.cfg.hidden_size);
+        if size.len() != 3 || size[0] == 0 || size[1] == 0 || size[1] > max || size[2] != d {
+            return Err(Error::InvalidInput(format!(
+                "token embeddings must be (B, L, {d}) with 0 < L <= {max}, got {size:?}"
+            )));
+        }
         let mut hidden_states = Vec::new();
-        let xs = self.embeddings.forward(&input_ids)?;
+        let xs = self.embeddings.forward(token_embeds)?;
         if output_hidden_states {
             hidden_states.push(xs.shallow_clone());
         }

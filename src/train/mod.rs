@@ -23,7 +23,7 @@ use crate::data::{load_frame, stratified_folds, Dataset};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::metrics;
-use crate::model::{QualityConfig, QualityModel, Widths};
+use crate::model::{PromptInit, QualityConfig, QualityModel, Widths, CONTEXT_KEY};
 use crate::placement::Placement;
 use crate::preprocess::resize_bicubic;
 use crate::rng::Rng;
@@ -36,6 +36,21 @@ use tch::{Kind, Tensor};
 
 /// Stream of the order pairs' draws, apart from data order, augmentation and dropout.
 const ORDER_STREAM: u64 = 0x006f_7264_6572;
+/// Stream of the learned prompt's random initialisation.
+const PROMPT_STREAM: u64 = 0x7072_6f6d_7074;
+
+/// A learned prompt (CoOp-style context vectors, [`PromptInit`]) trained by the ranking loss through
+/// the frozen text tower.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LearnPrompt {
+    /// N, the number of context vectors.
+    pub tokens: usize,
+    pub init: PromptInit,
+    /// AdamW learning rate of the context (no weight decay; cosine like the rest).
+    pub lr: f64,
+    /// Only the context trains; FiLM, heads and vision tower stay as `from_model` has them.
+    pub only: bool,
+}
 
 /// Which parameters of the vision tower train (FiLM and heads always do; the text tower never).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +105,16 @@ pub struct TrainConfig {
     /// the score around the training images against adversarial optimisation (double backward).
     #[serde(default)]
     pub grad_penalty: f64,
+    #[serde(default)]
+    pub learn_prompt: Option<LearnPrompt>,
+    /// Anatomy prompts: each image conditioned on the prompt plus its anatomy word (manifest column
+    /// or `meta.json`); the model records the training set's anatomies.
+    #[serde(default)]
+    pub anatomy_prompts: bool,
+    /// Start from this model folder's weights (heads, vision tower, prompt) instead of a fresh model
+    /// on the backbone; the trainer's base config must then be this folder's.
+    #[serde(default)]
+    pub from_model: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -110,6 +135,9 @@ impl Default for TrainConfig {
             augment: Some(Augment::default()),
             order_pairs: None,
             grad_penalty: 0.0,
+            learn_prompt: None,
+            from_model: None,
+            anatomy_prompts: false,
         }
     }
 }
@@ -170,6 +198,8 @@ pub struct TrainSummary {
 pub struct Cache {
     pub images: Tensor, // (N, 1, S, S)
     pub labels: Tensor, // (N)
+    /// Each image's anatomy, where the set says.
+    pub anatomies: Vec<Option<String>>,
 }
 
 impl Cache {
@@ -183,7 +213,19 @@ impl Cache {
             let (h, w) = (x.size()[2], x.size()[3]);
             frames.push(if (h, w) == (s, s) { x } else { resize_bicubic(&x, s, s)? });
         }
-        Ok(Self { images: Tensor::cat(&frames, 0), labels })
+        let anatomies = data.samples.iter().map(|s| s.anatomy.clone()).collect();
+        Ok(Self { images: Tensor::cat(&frames, 0), labels, anatomies })
+    }
+
+    /// The distinct anatomies, sorted.
+    pub fn anatomy_names(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<&String> = self.anatomies.iter().flatten().collect();
+        set.into_iter().cloned().collect()
+    }
+
+    /// The anatomies of images `idx`.
+    fn anatomies_of(&self, idx: &[i64]) -> Vec<Option<String>> {
+        idx.iter().map(|&i| self.anatomies[i as usize].clone()).collect()
     }
 }
 
@@ -197,8 +239,14 @@ pub struct Trainer<'a> {
     pub cache: &'a Cache,
 }
 
-fn set_trainable(model: &mut QualityModel, vision: VisionTraining) {
-    model.heads_vs.unfreeze();
+/// Which parameters train: the vision tower as `vision` says, FiLM and heads when `heads`, the learned
+/// context (if any) always.
+fn set_trainable(model: &mut QualityModel, vision: VisionTraining, heads: bool) {
+    model.freeze();
+    if heads {
+        model.heads_vs.unfreeze();
+    }
+    model.set_prompt_trainable(true);
     let layers = model.vision.vision_model.config().num_hidden_layers as usize;
     for (name, v) in model.vision.vs.variables() {
         let block = name
@@ -231,20 +279,31 @@ fn swap_dir(tmp: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Scores of `x` (images of the model's input space), each image conditioned on its anatomy when
+/// the model has anatomy prompts.
+fn forward(
+    model: &QualityModel,
+    x: &Tensor,
+    anatomies: &[Option<String>],
+    dropout: Option<&mut Rng>,
+) -> Result<Tensor> {
+    let px = model.config.preprocess().pixel_values(x)?;
+    if model.config.anatomies.is_empty() {
+        model.forward_t(&px, dropout)
+    } else {
+        model.forward_anatomies(&px, anatomies, dropout)
+    }
+}
+
 impl Trainer<'_> {
     /// Scores of cached images `idx` (no graph).
     fn predict(&self, model: &QualityModel, idx: &[i64]) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
-        let pre = model.config.preprocess();
         let mut out = Vec::new();
         for chunk in idx.chunks(16) {
             let x = self.cache.images.index_select(0, &Tensor::from_slice(chunk));
-            out.push(
-                model
-                    .forward_t(&pre.pixel_values(&x)?, None)?
-                    .to_kind(Kind::Float)
-                    .to_device(tch::Device::Cpu),
-            );
+            let scores = forward(model, &x, &self.cache.anatomies_of(chunk), None)?;
+            out.push(scores.to_kind(Kind::Float).to_device(tch::Device::Cpu));
         }
         Ok(Tensor::cat(&out, 0))
     }
@@ -258,6 +317,11 @@ impl Trainer<'_> {
         on_event: &mut dyn FnMut(Event) -> ControlFlow<()>,
     ) -> Result<TrainSummary> {
         let c = &self.config;
+        if c.anatomy_prompts && self.cache.anatomy_names().is_empty() {
+            return Err(Error::InvalidInput(
+                "anatomy prompts need images with an anatomy (manifest column `anatomy` or meta.json)".into(),
+            ));
+        }
         if c.folds < 2 || c.batch_size < 2 || c.accumulation == 0 || c.epochs == 0 {
             return Err(Error::InvalidInput(
                 "need folds >= 2, batch_size >= 2, accumulation >= 1, epochs >= 1".into(),
@@ -265,6 +329,16 @@ impl Trainer<'_> {
         }
         if let Some(order) = &c.order_pairs {
             order.validate()?;
+        }
+        if let Some(lp) = &c.learn_prompt {
+            if !(lp.lr > 0.0 && lp.lr.is_finite()) {
+                return Err(Error::InvalidInput(format!("prompt lr must be positive, got {}", lp.lr)));
+            }
+            if lp.only && c.from_model.is_none() {
+                return Err(Error::InvalidInput(
+                    "prompt-only training needs a trained model to start from (from_model)".into(),
+                ));
+            }
         }
         if !(c.grad_penalty >= 0.0 && c.grad_penalty.is_finite()) {
             return Err(Error::InvalidInput(format!(
@@ -295,7 +369,7 @@ impl Trainer<'_> {
         let chosen =
             results.iter().min_by(|a, b| a.2.total_cmp(&b.2)).map(|r| r.0).expect("at least one fold");
         let best = self.fold_dir(chosen).join("best");
-        for f in ["ldctq.json", "head.safetensors", "vision.safetensors"] {
+        for f in ["ldctq.json", "head.safetensors", "vision.safetensors", "prompt.safetensors"] {
             if best.join(f).is_file() {
                 let bytes = std::fs::read(best.join(f)).map_err(|e| Error::io(best.join(f), e))?;
                 write_atomic(&self.out.join(f), &bytes)?;
@@ -334,13 +408,31 @@ impl Trainer<'_> {
             (0..assign.len()).filter(|&i| assign[i] != fold).map(|i| i as i64).collect();
         let val_idx: Vec<i64> = (0..assign.len()).filter(|&i| assign[i] == fold).map(|i| i as i64).collect();
 
-        let mut model =
-            QualityModel::init(self.base.clone(), self.widths, c.seed as i64 + fold as i64, self.at)?;
-        set_trainable(&mut model, c.vision);
+        let mut model = match &c.from_model {
+            Some(dir) => QualityModel::load(dir, self.at)?,
+            None => QualityModel::init(self.base.clone(), self.widths, c.seed as i64 + fold as i64, self.at)?,
+        };
+        let prompt_only = c.learn_prompt.as_ref().is_some_and(|lp| lp.only);
+        if c.anatomy_prompts {
+            model.config.anatomies = self.cache.anatomy_names();
+        }
+        if let Some(lp) = &c.learn_prompt {
+            let seed = crate::rng::derive_seed(c.seed.wrapping_add(fold as u64), PROMPT_STREAM);
+            model.learn_prompt(lp.tokens as i64, lp.init, seed)?;
+        }
+        let vision = if prompt_only { VisionTraining::Frozen } else { c.vision };
+        set_trainable(&mut model, vision, !prompt_only);
         let train_vision = !trainable(&model.vision.vs).is_empty();
+        // A tower that trains, or one fine-tuned by the model training starts from, is saved.
+        let save_vision =
+            train_vision || c.from_model.as_ref().is_some_and(|d| d.join("vision.safetensors").is_file());
         let mut opt_vision = AdamW::new(trainable(&model.vision.vs), c.weight_decay);
         let mut opt_heads = AdamW::new(trainable(&model.heads_vs), c.weight_decay);
+        let context = model.prompt_context().filter(|_| c.learn_prompt.is_some());
+        let mut opt_prompt =
+            AdamW::new(context.map(|t| (CONTEXT_KEY.to_string(), t)).into_iter().collect(), 0.0);
         let (lr_v, lr_h) = (c.lr, c.head_lr.unwrap_or(c.lr));
+        let lr_p = c.learn_prompt.as_ref().map_or(0.0, |lp| lp.lr);
 
         let ckpt = dir.join("last");
         let mut state = State {
@@ -354,7 +446,7 @@ impl Trainer<'_> {
         };
         let resumed = resume && ckpt.join("state.json").is_file();
         if resumed {
-            state = self.restore(&ckpt, &mut model, &mut opt_vision, &mut opt_heads)?;
+            state = self.restore(&ckpt, &mut model, [&mut opt_vision, &mut opt_heads, &mut opt_prompt])?;
         }
         let _ = on_event(Event::FoldStart {
             fold,
@@ -365,7 +457,6 @@ impl Trainer<'_> {
 
         let micro_per_epoch = train_idx.len().div_ceil(c.batch_size);
         let total_steps = micro_per_epoch.div_ceil(c.accumulation) * c.epochs;
-        let pre = model.config.preprocess();
         let value_range = if model.config.input == Space::Hu { model.config.window_width } else { 1.0 };
         for epoch in state.epochs_done..c.epochs {
             let start = std::time::Instant::now();
@@ -384,17 +475,21 @@ impl Trainer<'_> {
                 if c.grad_penalty > 0.0 {
                     x = x.detach().set_requires_grad(true);
                 }
+                let anatomies = self.cache.anatomies_of(chunk);
                 let pred = if c.grad_penalty > 0.0 {
-                    crate::runtime::with_second_order(|| {
-                        model.forward_t(&pre.pixel_values(&x)?, Some(&mut rng))
-                    })?
+                    crate::runtime::with_second_order(|| forward(&model, &x, &anatomies, Some(&mut rng)))?
                 } else {
-                    model.forward_t(&pre.pixel_values(&x)?, Some(&mut rng))?
+                    forward(&model, &x, &anatomies, Some(&mut rng))?
                 };
                 let mut loss = ranking_loss(&pred, &y, c.tau_rank, c.lambda_mse);
                 if let Some(order) = &c.order_pairs {
                     if let Some((worse, which)) = order.degrade(&x, &y, value_range, &mut order_rng)? {
-                        let pred_worse = model.forward_t(&pre.pixel_values(&worse)?, Some(&mut rng))?;
+                        let of: Vec<i64> = Vec::<i64>::try_from(which.f_to_device(tch::Device::Cpu)?)?
+                            .iter()
+                            .map(|&k| chunk[k as usize])
+                            .collect();
+                        let pred_worse =
+                            forward(&model, &worse, &self.cache.anatomies_of(&of), Some(&mut rng))?;
                         // softplus(-(s_x - s_worse) / tau): RankNet on "x is better".
                         let margin = pred.f_index_select(0, &which)?.f_sub(&pred_worse)?;
                         let term =
@@ -420,9 +515,13 @@ impl Trainer<'_> {
                     if train_vision {
                         opt_vision.step(cosine_lr(lr_v, step, total_steps));
                     }
-                    opt_heads.step(lr_now);
+                    if !prompt_only {
+                        opt_heads.step(lr_now);
+                    }
+                    opt_prompt.step(cosine_lr(lr_p, step, total_steps));
                     opt_vision.zero_grad();
                     opt_heads.zero_grad();
+                    opt_prompt.zero_grad();
                     state.opt_steps += 1;
                 }
             }
@@ -455,10 +554,10 @@ impl Trainer<'_> {
                 (state.best_val_loss, state.best_val_mae, state.best_epoch) = (val_loss, mae, epoch + 1);
                 let tmp = dir.join("best.tmp");
                 let _ = std::fs::remove_dir_all(&tmp);
-                model.save(&tmp, train_vision)?;
+                model.save(&tmp, save_vision)?;
                 swap_dir(&tmp, &dir.join("best"))?;
             }
-            self.checkpoint(&ckpt, &model, train_vision, &opt_vision, &opt_heads, &state)?;
+            self.checkpoint(&ckpt, &model, save_vision, [&opt_vision, &opt_heads, &opt_prompt], &state)?;
             let line = serde_json::to_string(&log).expect("serializes") + "\n";
             append_line(&self.out.join("train_log.jsonl"), &line)?;
             if on_event(Event::Epoch(&log)).is_break() && epoch + 1 < c.epochs {
@@ -477,31 +576,26 @@ impl Trainer<'_> {
         ckpt: &Path,
         model: &QualityModel,
         with_vision: bool,
-        ov: &AdamW,
-        oh: &AdamW,
+        optimizers: [&AdamW; 3],
         state: &State,
     ) -> Result<()> {
         let tmp = ckpt.with_extension("tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         model.save(&tmp, with_vision)?;
-        let mut opt: Vec<(String, Tensor)> =
-            ov.state().into_iter().map(|(k, v)| (format!("vision/{k}"), v)).collect();
-        opt.extend(oh.state().into_iter().map(|(k, v)| (format!("heads/{k}"), v)));
+        let mut opt: Vec<(String, Tensor)> = Vec::new();
+        let mut json = serde_json::json!({ "state": state });
+        for (part, o) in OPTIMIZERS.iter().zip(optimizers) {
+            opt.extend(o.state().into_iter().map(|(k, v)| (format!("{part}/{k}"), v)));
+            json[format!("steps_{part}")] = o.step.into();
+        }
         if !opt.is_empty() {
             Tensor::write_safetensors(&opt, tmp.join("optimizer.safetensors"))?;
         }
-        let json = serde_json::json!({ "state": state, "steps_vision": ov.step, "steps_heads": oh.step });
         write_atomic(&tmp.join("state.json"), json.to_string().as_bytes())?;
         swap_dir(&tmp, ckpt)
     }
 
-    fn restore(
-        &self,
-        ckpt: &Path,
-        model: &mut QualityModel,
-        ov: &mut AdamW,
-        oh: &mut AdamW,
-    ) -> Result<State> {
+    fn restore(&self, ckpt: &Path, model: &mut QualityModel, optimizers: [&mut AdamW; 3]) -> Result<State> {
         let text = std::fs::read_to_string(ckpt.join("state.json"))
             .map_err(|e| Error::io(ckpt.join("state.json"), e))?;
         let bad = |m: String| Error::Config { path: ckpt.join("state.json"), msg: m };
@@ -521,6 +615,9 @@ impl Trainer<'_> {
                     v.f_copy_(&src[&name])?;
                 }
             }
+            if let (Some(mut dst), Some(src)) = (model.prompt_context(), loaded.prompt_context()) {
+                dst.f_copy_(&src)?;
+            }
             Ok(())
         })?;
         let opt: HashMap<String, Tensor> = if ckpt.join("optimizer.safetensors").is_file() {
@@ -533,11 +630,16 @@ impl Trainer<'_> {
                 .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.shallow_clone())))
                 .collect()
         };
-        ov.load_state(&part("vision/"), json["steps_vision"].as_i64().unwrap_or(0))?;
-        oh.load_state(&part("heads/"), json["steps_heads"].as_i64().unwrap_or(0))?;
+        for (name, o) in OPTIMIZERS.iter().zip(optimizers) {
+            o.load_state(&part(&format!("{name}/")), json[format!("steps_{name}")].as_i64().unwrap_or(0))?;
+        }
         Ok(state)
     }
 }
+
+/// The optimizers of a fold, in the order `checkpoint` and `restore` take them, by their prefix in
+/// `optimizer.safetensors`.
+const OPTIMIZERS: [&str; 3] = ["vision", "heads", "prompt"];
 
 fn append_line(path: &Path, line: &str) -> Result<()> {
     use std::io::Write;

@@ -305,6 +305,10 @@ static void info_prompt_and_film_strength(void) {
     expect(ldctq_set_prompt(h, bad), LDCTQ_STATUS_INVALID_UTF8, "set_prompt: invalid UTF-8");
     const char* prompt = "A sharp abdominal CT slice.";
     expect(ldctq_set_prompt(h, prompt), LDCTQ_STATUS_OK, "set_prompt");
+    expect(ldctq_set_anatomy(NULL, "head"), LDCTQ_STATUS_NULL_ARGUMENT, "set_anatomy: NULL model");
+    const char* why = expect(ldctq_set_anatomy(h, "head"), LDCTQ_STATUS_INVALID_ARGUMENT, "set_anatomy: unknown");
+    check(strstr(why, "no anatomy prompts") != NULL, "set_anatomy message: %s", why);
+    expect(ldctq_set_anatomy(h, NULL), LDCTQ_STATUS_OK, "set_anatomy: NULL clears");
     expect(ldctq_score(h, x, 2, 20, 24, after), LDCTQ_STATUS_OK, "score after the prompt");
     check(before[0] != after[0] || before[1] != after[1], "the prompt changes the score at film strength 1");
     expect(ldctq_set_film_strength(h, INFINITY), LDCTQ_STATUS_INVALID_ARGUMENT, "set_film_strength: Inf");

@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""The table of docs/prompts.md from a scripts/prompt_ablation.sh run: held-out PLCC / SROCC / KROCC
+of each prompt setting, overall and by anatomy, as markdown (stdout) and WORK/ablation.json.
+
+usage: prompt_ablation.py WORK
+"""
+import json
+import sys
+from pathlib import Path
+
+SETTINGS = [
+    ("none", "no prompt (s = 0)"),
+    ("hand", "hand prompt"),
+    ("learned", "learned prompt (16 vectors)"),
+    ("anatomy", "learned + anatomy"),
+]
+
+
+def main():
+    work = Path(sys.argv[1])
+    rows, anatomies = [], []
+    for key, name in SETTINGS:
+        path = work / f"{key}.eval.json"
+        if not path.is_file():
+            continue
+        ev = json.loads(path.read_text())
+        by = {r["anatomy"]: r for r in ev.get("by_anatomy") or []}
+        anatomies += [a for a in by if a not in anatomies]
+        rows.append((key, name, ev["metrics"], by))
+    if not rows:
+        sys.exit(f"no WORK/<setting>.eval.json in {work}")
+    json.dump({k: {"metrics": m, "by_anatomy": b} for k, _, m, b in rows}, open(work / "ablation.json", "w"), indent=1)
+    n = rows[0][2]["n"]
+    print(f"| setting | PLCC | SROCC | KROCC | " + " | ".join(f"SROCC {a}" for a in anatomies) + " |")
+    print("|---|---|---|---|" + "---|" * len(anatomies))
+    for _, name, m, by in rows:
+        cells = [f"{m['plcc']:.3f}", f"{m['srocc']:.3f}", f"{m['krocc']:.3f}"]
+        cells += [f"{by[a]['srocc']:.3f} ({by[a]['n']})" if a in by else "" for a in anatomies]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"\n{n} held-out images; by anatomy: SROCC (images).")
+
+
+if __name__ == "__main__":
+    main()
