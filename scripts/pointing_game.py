@@ -3,13 +3,13 @@
 
 A map scores a hit on an image when its arg-max pixel lies within RADIUS (15) pixels of the
 degradation's mask (Euclidean distance between pixel centres to the nearest mask pixel). Scored per
-degradation kind and overall for the maps of `ldctq map` (intrinsic, gradient), a plain image-gradient
+degradation kind and overall for the maps of `ldctq map` (intrinsic, gradient, occlusion), a plain image-gradient
 baseline (Sobel magnitude of the image, smoothed like the gradient map, no model) and a uniform random
 point, whose expected hit rate is, exactly, the fraction of the image within RADIUS of the mask.
 
 usage: pointing_game.py SIM MAPS OUT
   SIM: an `ldctq simulate --localized` folder (meta.json, image/, mask/); MAPS: `ldctq map --method
-  all SIM/image` output (NAME.intrinsic.npy, NAME.gradient.npy); writes OUT/pointing_game.md, .json.
+  all SIM/image` output (NAME.METHOD.npy; the methods found are scored); writes OUT/pointing_game.md, .json.
 """
 import json
 import sys
@@ -20,7 +20,9 @@ from PIL import Image
 from scipy import ndimage
 
 RADIUS = 15.0
-METHODS = ["intrinsic", "gradient", "image-gradient", "random"]
+MODEL_METHODS = ["intrinsic", "gradient", "occlusion"]
+BASELINES = ["image-gradient", "random"]
+HEADERS = {"image-gradient": "image gradient (Sobel)", "random": "random (expected)"}
 
 
 def distance_to_mask(mask):
@@ -69,8 +71,9 @@ def summarise(rows):
     for row in rows:
         for group in (row["kind"], "overall"):
             groups.setdefault(group, []).append(row["hits"])
+    methods = list(rows[0]["hits"])
     return {
-        g: {"n": len(hits), **{m: float(np.mean([h[m] for h in hits])) for m in METHODS}}
+        g: {"n": len(hits), **{m: float(np.mean([h[m] for h in hits])) for m in methods}}
         for g, hits in sorted(groups.items(), key=lambda kv: (kv[0] == "overall", kv[0]))
     }
 
@@ -78,12 +81,15 @@ def summarise(rows):
 def main():
     sim, maps, out = (Path(a) for a in sys.argv[1:4])
     rows = []
-    for entry in json.loads((sim / "meta.json").read_text()):
+    entries = json.loads((sim / "meta.json").read_text())
+    first = Path(entries[0]["file"]).stem
+    found = [m for m in MODEL_METHODS if (maps / f"{first}.{m}.npy").is_file()]
+    for entry in entries:
         local = entry["localized"]
         stem = Path(entry["file"]).stem
         image = np.asarray(Image.open(sim / "image" / entry["file"]), dtype=np.float64)
         mask = np.asarray(Image.open(sim / local["mask"])) > 0
-        model_maps = {m: np.load(maps / f"{stem}.{m}.npy") for m in ("intrinsic", "gradient")}
+        model_maps = {m: np.load(maps / f"{stem}.{m}.npy") for m in found}
         for m in model_maps.values():
             assert m.shape == mask.shape == image.shape, (stem, m.shape, mask.shape)
         hits = score_image(image, mask, model_maps)
@@ -95,11 +101,11 @@ def main():
     lines = [
         f"Pointing game: hit = arg-max of the map within {RADIUS:g} px of the mask; {len(rows)} images.",
         "",
-        "| kind | n | intrinsic | gradient | image gradient (Sobel) | random (expected) |",
-        "|---|---|---|---|---|---|",
+        "| kind | n | " + " | ".join(HEADERS.get(m, m) for m in found + BASELINES) + " |",
+        "|---|---|" + "---|" * len(found + BASELINES),
     ]
     for group, s in summary.items():
-        cells = " | ".join(f"{100 * s[m]:.1f} %" for m in METHODS)
+        cells = " | ".join(f"{100 * s[m]:.1f} %" for m in found + BASELINES)
         lines.append(f"| {'**overall**' if group == 'overall' else group} | {s['n']} | {cells} |")
     (out / "pointing_game.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

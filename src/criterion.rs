@@ -48,15 +48,29 @@ pub enum MapMethod {
     /// Sensitivity: `|d score / d image|` (the gradient's magnitude, not gradient x input), smoothed by
     /// a Gaussian of [`gradient_sigma`] pixels; in score units per unit of pixel value.
     Gradient,
+    /// Occlusion: what the score would gain if each patch's token were replaced by its grid
+    /// neighbours' mean ([`QualityModel::occlusion_gains`]), upsampled bilinearly
+    /// ([`QualityModel::occlusion_map`]). In score units.
+    Occlusion,
 }
 
 impl MapMethod {
-    pub const ALL: [MapMethod; 2] = [MapMethod::Intrinsic, MapMethod::Gradient];
+    pub const ALL: [MapMethod; 3] = [MapMethod::Intrinsic, MapMethod::Gradient, MapMethod::Occlusion];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Intrinsic => "intrinsic",
             Self::Gradient => "gradient",
+            Self::Occlusion => "occlusion",
+        }
+    }
+
+    /// What the map's values are, for a colour bar.
+    pub fn quantity(self) -> &'static str {
+        match self {
+            Self::Intrinsic => "4 - patch score",
+            Self::Gradient => "|d score / d x|",
+            Self::Occlusion => "score gain if repaired",
         }
     }
 }
@@ -64,10 +78,9 @@ impl MapMethod {
 impl std::str::FromStr for MapMethod {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| Error::InvalidInput(format!("map method {s:?}: expected intrinsic or gradient")))
+        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            Error::InvalidInput(format!("map method {s:?}: expected intrinsic, gradient or occlusion"))
+        })
     }
 }
 
@@ -113,8 +126,8 @@ pub trait QualityCriterion {
     fn quality_map(&self, images: &Tensor, method: MapMethod) -> Result<Tensor> {
         match method {
             MapMethod::Gradient => gradient_map(self, images),
-            MapMethod::Intrinsic => {
-                Err(Error::Unsupported(format!("{}: no intrinsic quality map", self.info().name)))
+            MapMethod::Intrinsic | MapMethod::Occlusion => {
+                Err(Error::Unsupported(format!("{}: no {} quality map", self.info().name, method.name())))
             }
         }
     }
@@ -164,6 +177,7 @@ impl QualityCriterion for QualityModel {
     fn quality_map(&self, images: &Tensor, method: MapMethod) -> Result<Tensor> {
         match method {
             MapMethod::Intrinsic => self.intrinsic_map(images),
+            MapMethod::Occlusion => self.occlusion_map(images),
             MapMethod::Gradient => gradient_map(self, images),
         }
     }

@@ -66,16 +66,13 @@ impl QualityCriterion for Ensemble {
         Ok(Tensor::f_stack(&scores, 0)?.f_mean_dim(0, false, scores[0].kind())?)
     }
 
-    /// Intrinsic: the mean of the members' maps; gradient: that of the mean score.
+    /// Intrinsic and occlusion: the mean of the members' maps; gradient: that of the mean score.
     fn quality_map(&self, images: &Tensor, method: MapMethod) -> Result<Tensor> {
-        match method {
-            MapMethod::Gradient => gradient_map(self, images),
-            MapMethod::Intrinsic => {
-                let maps =
-                    self.members.iter().map(|m| m.intrinsic_map(images)).collect::<Result<Vec<_>>>()?;
-                Ok(Tensor::f_stack(&maps, 0)?.f_mean_dim(0, false, maps[0].kind())?)
-            }
+        if method == MapMethod::Gradient {
+            return gradient_map(self, images);
         }
+        let maps = self.members.iter().map(|m| m.quality_map(images, method)).collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::f_stack(&maps, 0)?.f_mean_dim(0, false, maps[0].kind())?)
     }
 
     /// The mean of the members' scores and vector-Jacobian products, one member's graph at a time.

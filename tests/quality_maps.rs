@@ -48,6 +48,49 @@ fn uniform_patch_tokens_give_the_slice_score_in_every_patch() {
     }
 }
 
+/// The occlusion gains against a brute force: each patch's raw token replaced by the mean of its grid
+/// neighbours (FiLM is affine per channel, so replacing before or after it is the same) and the whole
+/// model's tail rerun; and zero gains for uniform tokens.
+#[test]
+fn occlusion_gains_equal_a_brute_force_replacement() {
+    for rel in ["quality/a_unit_seq", "quality/b_hu_grid"] {
+        let model = load(fixture(rel), Kind::Double);
+        tch::manual_seed(4);
+        let images = Tensor::rand([2, 1, 20, 24], (Kind::Double, Device::Cpu));
+        let pixel_values = model.config.preprocess().pixel_values(&images).unwrap();
+        let stages = model.forward_stages(&pixel_values, None).unwrap();
+        let gains = model.occlusion_gains(&stages).unwrap();
+        let (b, p, d) = stages.tokens.size3().unwrap();
+        assert_eq!(gains.size(), [b, p]);
+        let side = (p as f64).sqrt() as i64;
+        let grid = stages.tokens.view([b, side, side, d]);
+        for q in [0, 1, side + 1, p / 2 + 3, p - 1] {
+            let (r, c) = (q / side, q % side);
+            let mut sum = Tensor::zeros([b, d], (Kind::Double, Device::Cpu));
+            let mut n = 0.0;
+            for (dr, dc) in [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)] {
+                let (rr, cc) = (r + dr, c + dc);
+                if (0..side).contains(&rr) && (0..side).contains(&cc) {
+                    sum += grid.select(1, rr).select(1, cc);
+                    n += 1.0;
+                }
+            }
+            let tokens = stages.tokens.copy();
+            tokens.select(1, q).copy_(&(sum / n));
+            let replaced = model.stages_from_tokens(pixel_values.shallow_clone(), tokens, None).unwrap();
+            let want = &replaced.score - &stages.score;
+            let got = gains.select(1, q);
+            // f64, a different summation order of the neighbours' mean: rounding ~1e-15.
+            assert!(max_abs_diff(&got, &want) < 1e-10, "{rel} patch {q}: {got:?} vs {want:?}");
+        }
+        assert!(gains.abs().max().double_value(&[]) > 1e-6, "{rel}: all gains zero");
+        let uniform = stages.tokens.narrow(1, 2, 1).expand([b, p, d], false);
+        let stages = model.stages_from_tokens(pixel_values, uniform, None).unwrap();
+        let zero = model.occlusion_gains(&stages).unwrap().abs().max().double_value(&[]);
+        assert!(zero < 1e-12, "{rel}: uniform tokens give gains {zero}");
+    }
+}
+
 /// The per-patch local inputs average to the slice's (so every linear function of them, such as the
 /// local head's first layer, averages to the slice's value), in both local modes.
 #[test]

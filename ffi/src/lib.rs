@@ -133,6 +133,9 @@ pub enum ldctq_map_method {
     Intrinsic = 0,
     /// Gradient: |d score / d image|, smoothed by a Gaussian of (h + w) / 128 pixels.
     Gradient = 1,
+    /// Occlusion (ABI 1.2): the score gained if each patch's token were replaced by its grid
+    /// neighbours' mean, upsampled bilinearly; in score units.
+    Occlusion = 2,
 }
 
 /// Options of `ldctq_model_open`. Fill with `ldctq_model_options_init`, then change fields.

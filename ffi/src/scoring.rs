@@ -139,7 +139,12 @@ unsafe fn quality_map(
     let method = match method {
         m if m == ldctq_map_method::Intrinsic as i32 => MapMethod::Intrinsic,
         m if m == ldctq_map_method::Gradient as i32 => MapMethod::Gradient,
-        m => return Err(FfiError::invalid(format!("map method {m} (expected 0 intrinsic or 1 gradient)"))),
+        m if m == ldctq_map_method::Occlusion as i32 => MapMethod::Occlusion,
+        m => {
+            return Err(FfiError::invalid(format!(
+                "map method {m} (expected 0 intrinsic, 1 gradient or 2 occlusion)"
+            )))
+        }
     };
     if maps_out.is_null() {
         return Err(FfiError::null("maps_out"));

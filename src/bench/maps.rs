@@ -125,10 +125,7 @@ impl BenchMaps {
     ) -> crate::plots::PlotResult<Vec<std::path::PathBuf>> {
         use crate::plots::{map_grid, MapPanel};
         let mut files = Vec::new();
-        let label = |map: MapMethod| match map {
-            MapMethod::Intrinsic => "4 - patch score",
-            MapMethod::Gradient => "|d score / d x|",
-        };
+        let label = MapMethod::quantity;
         // One colour scale per figure: the range of all its maps.
         let mut draw = |stem: String, title: String, panels: &[MapPanel], cols: usize, map: MapMethod| {
             let range = panels

@@ -16,7 +16,8 @@ pub struct Args {
     /// Output folder: NAME.METHOD.npy (float32, H x W) and NAME.METHOD.png per image.
     #[arg(long)]
     out: PathBuf,
-    /// intrinsic (4 - each patch's score, upsampled), gradient (smoothed |d score / d image|) or all.
+    /// intrinsic (4 - each patch's score, upsampled), gradient (smoothed |d score / d image|),
+    /// occlusion (the score gained by replacing each patch by its neighbours) or all.
     #[arg(long, default_value = "all")]
     method: String,
     #[command(flatten)]
@@ -35,14 +36,6 @@ pub struct Args {
 /// The methods of `--method`.
 pub fn methods(arg: &str) -> anyhow::Result<Vec<MapMethod>> {
     Ok(if arg == "all" { MapMethod::ALL.to_vec() } else { vec![arg.parse().context("--method")?] })
-}
-
-/// What a map's values are, for its colour bar.
-pub fn bar_label(method: MapMethod) -> &'static str {
-    match method {
-        MapMethod::Intrinsic => "4 - patch score",
-        MapMethod::Gradient => "|d score / d x|",
-    }
 }
 
 fn to_vec(t: &Tensor) -> anyhow::Result<Vec<f32>> {
@@ -105,6 +98,6 @@ fn write_map(
     let panel =
         plots::MapPanel { title: format!("{} map", method.name()), gray: gray.to_vec(), map: values, h, w };
     let png = dir.join(format!("{name}.{}.png", method.name()));
-    plots::map_grid(&png, &format!("{name}: score {score:.3}"), &[panel], 1, 512, (lo, hi), bar_label(method))
+    plots::map_grid(&png, &format!("{name}: score {score:.3}"), &[panel], 1, 512, (lo, hi), method.quantity())
         .map_err(|e| anyhow::anyhow!("{}: {e}", png.display()))
 }

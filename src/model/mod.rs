@@ -482,6 +482,41 @@ impl QualityModel {
         Ok(logit.f_div_scalar(self.config.tau_out)?.f_sigmoid()?.f_mul_scalar(4.0)?)
     }
 
+    /// Occlusion ("repair") gains: for each patch p, the slice score with p's FiLM-modulated token
+    /// replaced by the mean of its grid neighbours' (3 x 3 without the centre; 3 or 5 at the border),
+    /// minus the slice score. Positive where a patch costs score: what the score would gain if that
+    /// patch looked like its surroundings. All P replacements go through pooling, heads and fusion
+    /// (not the vision tower), in chunks of about 256 MB.
+    ///
+    /// # Shapes
+    /// `stages` of B images with P patches (a square grid) -> (B, P).
+    pub fn occlusion_gains(&self, stages: &Stages) -> Result<Tensor> {
+        let tokens = &stages.tokens_film;
+        let (b, p, d) = tokens.size3()?;
+        let side = (p as f64).sqrt().round() as i64; // preprocessing makes the grid square
+        let opts = (tokens.kind(), tokens.device());
+        let kernel = Tensor::f_ones([1, 1, 3, 3], opts)?;
+        let _ = kernel.f_get(0)?.f_get(0)?.f_get(1)?.f_get(1)?.f_fill_(0.0)?; // neighbours only
+        let conv = |x: &Tensor| x.f_conv2d(&kernel, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1);
+        let grid = tokens.f_transpose(1, 2)?.f_reshape([b * d, 1, side, side])?;
+        let counts = conv(&Tensor::f_ones([1, 1, side, side], opts)?)?; // (1, 1, side, side)
+        let neighbours = conv(&grid)?.f_div(&counts)?.f_reshape([b, d, p])?.f_transpose(1, 2)?; // (B, P, d)
+        let eye = Tensor::f_eye(p, (tch::Kind::Bool, tokens.device()))?.f_reshape([1, p, p, 1])?;
+        let chunk = (256 << 20) / (b * p * d * opts.0.elt_size_in_bytes() as i64).max(1);
+        let mut gains = Vec::new();
+        for q0 in (0..p).step_by(chunk.max(1) as usize) {
+            let q = chunk.max(1).min(p - q0);
+            // Row (b, i) of copy j: patch q0 + j replaced by its neighbours' mean.
+            let replaced = neighbours.f_narrow(1, q0, q)?.f_unsqueeze(2)?; // (B, q, 1, d)
+            let copies = replaced.f_where_self(&eye.f_narrow(1, q0, q)?, &tokens.f_unsqueeze(1)?)?; // (B, q, P, d)
+            let (h_g, h_l, h_tex) = pool(&copies.f_reshape([b * q, p, d])?, self.config.local_mode)?;
+            let logit = self.heads.fuse(&self.heads.sub_scores(&h_g, &h_l, &h_tex, None)?)?; // (Bq)
+            let score = logit.f_div_scalar(self.config.tau_out)?.f_sigmoid()?.f_mul_scalar(4.0)?;
+            gains.push(score.f_reshape([b, q])?.f_sub(&stages.score.f_unsqueeze(1)?)?);
+        }
+        Ok(Tensor::f_cat(&gains, 1)?)
+    }
+
     /// The model-intrinsic quality map: `4 - patch score` ([`Self::patch_scores`]) on the patch grid,
     /// upsampled bilinearly (half-pixel centres) to the images' size; in [0, 4], high where quality is
     /// lost. Computed without a graph.
@@ -490,16 +525,30 @@ impl QualityModel {
     /// `images` as [`Self::score_images`] takes them, (N, H, W) or (N, 1, H, W) -> (N, H, W), f32 (f64
     /// for an f64 model).
     pub fn intrinsic_map(&self, images: &Tensor) -> Result<Tensor> {
+        self.grid_map(images, |stages| Ok(self.patch_scores(stages)?.f_neg()?.f_add_scalar(4.0)?))
+    }
+
+    /// The occlusion map: [`Self::occlusion_gains`] on the patch grid, upsampled bilinearly to the
+    /// images' size; in score units, high where quality is lost. Computed without a graph.
+    ///
+    /// # Shapes
+    /// As [`Self::intrinsic_map`].
+    pub fn occlusion_map(&self, images: &Tensor) -> Result<Tensor> {
+        self.grid_map(images, |stages| self.occlusion_gains(stages))
+    }
+
+    /// `per_patch` (N, P) of the images' forward pass, upsampled from the patch grid to (N, H, W).
+    fn grid_map(&self, images: &Tensor, per_patch: impl Fn(&Stages) -> Result<Tensor>) -> Result<Tensor> {
         Preprocess::check(images)?;
         let size = images.size();
         let (n, h, w) = (size[0], size[size.len() - 2], size[size.len() - 1]);
         tch::no_grad(|| {
             let images = images.f_detach()?.f_to_kind(self.output_kind())?;
             let stages = self.forward_stages(&self.config.preprocess().pixel_values(&images)?, None)?;
-            let scores = self.patch_scores(&stages)?; // (N, P)
-            let side = (scores.size()[1] as f64).sqrt().round() as i64; // preprocessing makes it square
-            let loss = scores.f_neg()?.f_add_scalar(4.0)?.f_reshape([n, 1, side, side])?;
-            let map = loss.f_upsample_bilinear2d([h, w], false, None, None)?; // (N, 1, H, W)
+            let values = per_patch(&stages)?; // (N, P)
+            let side = (values.size()[1] as f64).sqrt().round() as i64; // preprocessing makes it square
+            let grid = values.f_reshape([n, 1, side, side])?;
+            let map = grid.f_upsample_bilinear2d([h, w], false, None, None)?; // (N, 1, H, W)
             Ok(map.f_reshape([n, h, w])?)
         })
     }
