@@ -372,3 +372,56 @@ fn anatomy_prompts_train_from_a_manifest_column() {
     let err = train(&set, &temp_dir("anatomy-none"), config, false, None).unwrap_err();
     assert!(err.to_string().contains("anatomy"), "{err}");
 }
+
+/// `ldctq train --learn-prompt` end to end, then prompt-only from it with `--init-from`; the flags
+/// that need each other are refused.
+#[test]
+fn cli_trains_a_learned_prompt_and_tunes_it_alone() {
+    let data = synthetic_set(16);
+    let dir = temp_dir("prompt-cli");
+    let ldctq = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ldctq"))
+            .args(args)
+            .env("OMP_NUM_THREADS", "1")
+            .output()
+            .expect("ldctq runs");
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (d, b) = (data.to_str().unwrap(), backbone());
+    let (first, second) = (dir.join("first"), dir.join("second"));
+    let small = ["--epochs", "2", "--folds", "2", "--fold", "0", "--batch", "4", "--accumulation", "1"];
+    let widths = ["--film-hidden", "8", "--head-hidden", "8", "--fusion-hidden", "4", "--vision", "frozen"];
+    let mut args = vec!["train", "--data", d, "--backbone", &b, "--out", first.to_str().unwrap()];
+    args.extend(small.iter().chain(&widths));
+    args.extend(["--image-size", "16", "--learn-prompt", "4", "--prompt-init", "random"]);
+    let (ok, err) = ldctq(&args);
+    assert!(ok, "{err}");
+    let cfg = QualityConfig::from_file(&first.join("ldctq.json")).unwrap();
+    assert_eq!(cfg.prompt_mode, PromptMode::Learned);
+    assert_eq!(tensors(&first.join("prompt.safetensors"))[0].1.size(), [4, 32]);
+    let (ok, err) = ldctq(&["score", "--model", first.to_str().unwrap(), &format!("{d}/image")]);
+    assert!(ok, "{err}");
+
+    let mut args = vec!["train", "--data", d, "--init-from", first.to_str().unwrap()];
+    args.extend(["--out", second.to_str().unwrap(), "--learn-prompt", "4", "--prompt-only"]);
+    args.extend(small);
+    let (ok, err) = ldctq(&args);
+    assert!(ok, "{err}");
+    assert_same(&first.join("head.safetensors"), &second.join("head.safetensors"));
+    let moved = max_abs_diff(
+        &tensors(&first.join("prompt.safetensors"))[0].1,
+        &tensors(&second.join("prompt.safetensors"))[0].1,
+    );
+    assert!(moved > 0.0, "prompt-only training left the context unchanged");
+
+    for (extra, needs) in [
+        (vec!["--backbone", b.as_str(), "--prompt-only", "--learn-prompt"], "--init-from"),
+        (vec!["--backbone", b.as_str(), "--prompt-init", "random"], "--learn-prompt"),
+        (vec!["--init-from", first.to_str().unwrap(), "--backbone", b.as_str()], "--backbone"),
+    ] {
+        let mut args = vec!["train", "--data", d, "--out", "unused"];
+        args.extend(extra);
+        let (ok, err) = ldctq(&args);
+        assert!(!ok && err.contains(needs), "{args:?}: {err}");
+    }
+}

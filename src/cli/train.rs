@@ -98,7 +98,7 @@ pub struct Args {
     #[arg(long)]
     anatomy_prompts: bool,
     /// Train only the learned context (FiLM, heads and vision tower of --init-from stay fixed).
-    #[arg(long, requires_all = ["learn_prompt", "init_from"])]
+    #[arg(long, requires = "learn_prompt")]
     prompt_only: bool,
     #[command(flatten)]
     widths: super::WidthArgs,
@@ -108,6 +108,10 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let data = Dataset::open(&args.data)?;
+    anyhow::ensure!(
+        !args.prompt_only || args.init_from.is_some(),
+        "--prompt-only needs --init-from MODEL (the trained model whose prompt it tunes)"
+    );
     let mut base = match (&args.init_from, &args.backbone) {
         (Some(dir), _) => {
             let mut cfg = QualityConfig::from_file(&dir.join("ldctq.json"))?;
