@@ -70,7 +70,7 @@ impl MapMethod {
         match self {
             Self::Intrinsic => "4 - patch score",
             Self::Gradient => "|d score / d x|",
-            Self::Occlusion => "score gain if repaired",
+            Self::Occlusion => "repair gain",
         }
     }
 }
