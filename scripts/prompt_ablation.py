@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The table of docs/prompts.md from a scripts/prompt_ablation.sh run: held-out PLCC / SROCC / KROCC
-of each prompt setting, overall and by anatomy, as markdown (stdout) and WORK/ablation.json.
+of each prompt setting (and seed, when runs with SEED=S exist), overall and by anatomy, as markdown
+(stdout) and WORK/ablation.json.
 
 usage: prompt_ablation.py WORK
 """
@@ -19,14 +20,16 @@ SETTINGS = [
 def main():
     work = Path(sys.argv[1])
     rows, anatomies = [], []
-    for key, name in SETTINGS:
-        path = work / f"{key}.eval.json"
-        if not path.is_file():
-            continue
-        ev = json.loads(path.read_text())
-        by = {r["anatomy"]: r for r in ev.get("by_anatomy") or []}
-        anatomies += [a for a in by if a not in anatomies]
-        rows.append((key, name, ev["metrics"], by))
+    seeds = sorted({0} | {int(p.name.split("-seed")[1].split(".")[0]) for p in work.glob("*-seed*.eval.json")})
+    for seed in seeds:
+        for key, name in SETTINGS:
+            path = work / (f"{key}.eval.json" if seed == 0 else f"{key}-seed{seed}.eval.json")
+            if not path.is_file():
+                continue
+            ev = json.loads(path.read_text())
+            by = {r["anatomy"]: r for r in ev.get("by_anatomy") or []}
+            anatomies += [a for a in by if a not in anatomies]
+            rows.append((f"{key}-seed{seed}", f"{name}, seed {seed}", ev["metrics"], by))
     if not rows:
         sys.exit(f"no WORK/<setting>.eval.json in {work}")
     json.dump({k: {"metrics": m, "by_anatomy": b} for k, _, m, b in rows}, open(work / "ablation.json", "w"), indent=1)
