@@ -47,8 +47,9 @@ pub(super) struct PromptEncoder {
     /// The learned context (`prompt.context`, (N, D_text)) in its own store; `None` for a text prompt.
     pub(super) learned: Option<nn::VarStore>,
     cache: HashMap<String, Tensor>,
-    /// While the context trains: the tower with the rows of these ids, kept between steps.
-    tower: Option<(Vec<i64>, SiglipTextModel, Tensor)>,
+    /// While the context trains: the tower with the token rows of these texts and their renumbered
+    /// ids, kept between steps (no tokenizing or loading per step).
+    tower: Option<(Vec<String>, SiglipTextModel, Tensor)>,
 }
 
 impl PromptEncoder {
@@ -129,16 +130,18 @@ impl PromptEncoder {
             let rows: Vec<Tensor> = texts.iter().map(|t| self.cache[*t].shallow_clone()).collect();
             return Ok(Tensor::f_stack(&rows, 0)?);
         }
-        let ids = self.backbone.tokenizer()?.encode_batch(texts)?; // (T, L)
         let z = match self.context() {
-            None => self.backbone.text_features(&ids, self.at())?,
+            None => {
+                let ids = self.backbone.tokenizer()?.encode_batch(texts)?; // (T, L)
+                self.backbone.text_features(&ids, self.at())?
+            }
             Some(ctx) => {
-                let key = Vec::<i64>::try_from(ids.f_flatten(0, -1)?)?;
-                if self.tower.as_ref().is_none_or(|(k, _, _)| *k != key) {
+                if self.tower.as_ref().is_none_or(|(k, _, _)| k.iter().ne(texts.iter())) {
+                    let ids = self.backbone.tokenizer()?.encode_batch(texts)?; // (T, L)
                     let cfg = &self.backbone.config.text_config;
                     let (tower, ids) =
                         SiglipTextModel::load_for_ids(&self.backbone.checkpoint, cfg, self.at(), &ids)?;
-                    self.tower = Some((key, tower, ids));
+                    self.tower = Some((texts.iter().map(|t| t.to_string()).collect(), tower, ids));
                 }
                 let (_, tower, ids) = self.tower.as_ref().expect("just loaded");
                 let (t, l) = ids.size2()?;
