@@ -46,7 +46,7 @@ mean = lambda rs, m: sum(s(r, m) for r in rs) / len(rs)
 curve = [("0", mean(full, "input"))] + [(g[1:], mean(full, g)) for g in ["g0.5", "g1", "g1.5", "g2", "g3"]]
 above = sum(s(r, "input") > s(r, "g1.5") for r in full) / len(full)
 falling = all(a[1] > b[1] for a, b in zip(curve[2:], curve[3:]))
-srocc = next((l for l in (out / "eval.txt").read_text().splitlines() if "SROCC" in l), "?")
+srocc = next((l for l in (out / "eval.txt").read_text().splitlines() if l.startswith("SROCC")), "?")
 res = {
     "dose_spearman_mean": sum(rhos) / len(rhos), "dose_spearman_min": min(rhos),
     "full_above_blur1.5": above, "blur_curve": curve, "blur_falls_from_1": falling,

@@ -66,8 +66,9 @@ struct AnatomyMetrics {
     report: ldctq::metrics::Report,
 }
 
-/// Metrics per anatomy of the set (`unknown` for images without one), when it names any; groups
-/// too small or too uniform for correlations are left out.
+/// Metrics per anatomy of the set (`unknown` for images without one), when it names any (the table
+/// shows them when there are two or more); groups too small or too uniform for correlations are left
+/// out.
 fn by_anatomy(anatomies: &[Option<String>], pred: &[f64], labels: &[f64]) -> Vec<AnatomyMetrics> {
     if anatomies.iter().all(Option::is_none) {
         return Vec::new();
@@ -140,7 +141,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
                 println!();
             }
-            if !by_anatomy.is_empty() {
+            if by_anatomy.len() > 1 {
                 println!(
                     "{:>8}  {:>6}  {:>6}  {:>6}  {:>6}  {:>6}",
                     "anatomy", "images", "PLCC", "SROCC", "KROCC", "MAE"
