@@ -401,6 +401,24 @@ fn cli_trains_a_learned_prompt_and_tunes_it_alone() {
     assert_eq!(tensors(&first.join("prompt.safetensors"))[0].1.size(), [4, 32]);
     let (ok, err) = ldctq(&["score", "--model", first.to_str().unwrap(), &format!("{d}/image")]);
     assert!(ok, "{err}");
+    // `ldctq eval` reports the metrics by anatomy of a manifest's anatomy column.
+    let manifest = with_anatomy(&data);
+    let eval = std::process::Command::new(env!("CARGO_BIN_EXE_ldctq"))
+        .args(["eval", "--model", first.to_str().unwrap(), "--data", manifest.to_str().unwrap()])
+        .args(["--format", "json"])
+        .output()
+        .expect("ldctq runs");
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    let groups: Vec<(String, u64)> = json["by_anatomy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["anatomy"].as_str().unwrap().to_string(), g["n"].as_u64().unwrap()))
+        .collect();
+    let names: Vec<&str> = groups.iter().map(|g| g.0.as_str()).collect();
+    assert_eq!(names, ["abdomen", "head", "unknown"], "{json}");
+    assert_eq!(groups.iter().map(|g| g.1).sum::<u64>(), json["metrics"]["n"].as_u64().unwrap());
 
     let mut args = vec!["train", "--data", d, "--init-from", first.to_str().unwrap()];
     args.extend(["--out", second.to_str().unwrap(), "--learn-prompt", "4", "--prompt-only"]);
