@@ -342,7 +342,7 @@ fn bench_maps_are_the_mean_of_the_image_maps_and_are_drawn() {
     let run = run_specs(&["median".to_string()], &PluginHost::InProcess, &o);
     let maps = run.maps.as_ref().expect("maps collected");
     let names: Vec<&str> = run.methods.iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(maps.means.len(), names.len() * 2);
+    assert_eq!(maps.means.len(), names.len() * MapMethod::ALL.len());
     let data = Dataset::open(&sim_set()).unwrap();
     let inputs: Vec<tch::Tensor> = data.samples[..6]
         .iter()
