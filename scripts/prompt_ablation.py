@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 SETTINGS = [
     ("none", "no prompt (s = 0)"),
     ("hand", "hand prompt"),
@@ -40,6 +42,15 @@ def main():
         cells = [f"{m['plcc']:.3f}", f"{m['srocc']:.3f}", f"{m['krocc']:.3f}"]
         cells += [f"{by[a]['srocc']:.3f} ({by[a]['n']})" if a in by else "" for a in anatomies]
         print(f"| {name} | " + " | ".join(cells) + " |")
+    if len(seeds) > 1:
+        print("\n| setting | seeds | PLCC mean (range) | SROCC mean (range) | KROCC mean (range) |")
+        print("|---|---|---|---|---|")
+        for key, name in SETTINGS:
+            ms = [m for k, _, m, _ in rows if k.rsplit("-seed", 1)[0] == key]
+            if not ms:
+                continue
+            cell = lambda f: f"{np.mean([m[f] for m in ms]):.3f} ({min(m[f] for m in ms):.3f}-{max(m[f] for m in ms):.3f})"
+            print(f"| {name} | {len(ms)} | {cell('plcc')} | {cell('srocc')} | {cell('krocc')} |")
     print(f"\n{n} held-out images; by anatomy: SROCC (images).")
 
 
