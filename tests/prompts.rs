@@ -3,7 +3,7 @@
 //! saved and loaded, replaced by a text prompt, and errors on bad settings or broken folders.
 mod common;
 
-use common::{fixture, max_abs_diff, temp_dir};
+use common::{fixture, max_abs_diff, synthetic_set, temp_dir};
 use ldctq::data::Dataset;
 use ldctq::model::{PromptInit, PromptMode, QualityConfig, QualityModel, Widths, CONTEXT_KEY};
 use ldctq::train::{Cache, Event, LearnPrompt, TrainConfig, Trainer, VisionTraining};
@@ -106,29 +106,6 @@ fn score_gradient_with_respect_to_the_context_matches_finite_differences() {
         println!("context {k}: analytic {an:.9e}, finite difference {fd:.9e}, rel err {err:.2e}");
         assert!(err < 1e-4, "context entry {k}: analytic {an}, finite difference {fd}");
     }
-}
-
-/// A tiny LDCTIQA2023-layout set whose noise grows as the label falls.
-fn synthetic_set(n: usize) -> PathBuf {
-    let dir = temp_dir("prompt-set");
-    std::fs::create_dir_all(dir.join("image")).unwrap();
-    let mut labels = serde_json::Map::new();
-    let mut rng = ldctq::rng::Rng::new(5);
-    for i in 0..n {
-        let label = ((i * 37) % 21) as f64 * 0.2;
-        let ramp = Tensor::linspace(0.2, 0.8, 16, tch::kind::FLOAT_CPU);
-        let normal: Vec<f32> = (0..256).map(|_| rng.normal() as f32).collect();
-        let noise = Tensor::from_slice(&normal).view([16, 16]) * ((4.0 - label) * 0.06);
-        let img = (ramp.unsqueeze(0) + ramp.unsqueeze(1) * 0.5 + noise).clamp(0.0, 1.0);
-        let arr =
-            ndarray::Array2::from_shape_vec((16, 16), Vec::<f32>::try_from(img.flatten(0, -1)).unwrap())
-                .unwrap();
-        let name = format!("{i:04}.tif");
-        ldctq::io::write_tiff_f32(&dir.join("image").join(&name), &arr.view()).unwrap();
-        labels.insert(name, serde_json::json!(label));
-    }
-    std::fs::write(dir.join("train.json"), serde_json::to_string(&labels).unwrap()).unwrap();
-    dir
 }
 
 fn config(epochs: usize, learn: Option<LearnPrompt>, from: Option<&Path>) -> TrainConfig {

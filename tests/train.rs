@@ -2,7 +2,7 @@
 //! run whose loss falls.
 mod common;
 
-use common::{fixture, temp_dir};
+use common::{fixture, synthetic_set, temp_dir};
 use ldctq::data::{stratified_folds, Dataset};
 use ldctq::model::{QualityConfig, QualityModel, Widths};
 use ldctq::train::{
@@ -11,7 +11,7 @@ use ldctq::train::{
 use ldctq::Placement;
 use ldctq::QualityCriterion;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{Kind, Tensor};
 
 #[test]
@@ -86,30 +86,6 @@ fn folds_are_stratified_and_deterministic() {
             "fold {f} misses an end of the range"
         );
     }
-}
-
-/// A tiny LDCTIQA2023-layout set: smooth images whose noise grows as the label falls.
-fn synthetic_set(n: usize) -> PathBuf {
-    let dir = temp_dir("set");
-    std::fs::create_dir_all(dir.join("image")).unwrap();
-    let mut labels = serde_json::Map::new();
-    // A generator of its own: libtorch's global one is shared with tests running in parallel.
-    let mut rng = ldctq::rng::Rng::new(5);
-    for i in 0..n {
-        let label = ((i * 37) % 21) as f64 * 0.2;
-        let ramp = Tensor::linspace(0.2, 0.8, 16, tch::kind::FLOAT_CPU);
-        let normal: Vec<f32> = (0..256).map(|_| rng.normal() as f32).collect();
-        let noise = Tensor::from_slice(&normal).view([16, 16]) * ((4.0 - label) * 0.06);
-        let img = (ramp.unsqueeze(0) + ramp.unsqueeze(1) * 0.5 + noise).clamp(0.0, 1.0);
-        let arr =
-            ndarray::Array2::from_shape_vec((16, 16), Vec::<f32>::try_from(img.flatten(0, -1)).unwrap())
-                .unwrap();
-        let name = format!("{i:04}.tif");
-        ldctq::io::write_tiff_f32(&dir.join("image").join(&name), &arr.view()).unwrap();
-        labels.insert(name, serde_json::json!(label));
-    }
-    std::fs::write(dir.join("train.json"), serde_json::to_string(&labels).unwrap()).unwrap();
-    dir
 }
 
 fn trainer_config(epochs: usize) -> TrainConfig {
