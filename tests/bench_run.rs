@@ -44,15 +44,15 @@ fn anatomy_windows_follow_meta_json() {
     write_meta(&meta);
     let data = Dataset::open(&dir).unwrap();
     let specs = ["median".to_string()];
-    let run_with = |o: &BenchOptions| {
+    let run_with = |data: &Dataset, o: &BenchOptions| {
         let candidates = denoise::load_all(&specs, Device::Cpu, &PluginHost::InProcess);
-        bench::run(&fixture_model(), &data, candidates, o, Device::Cpu, &mut |_| {})
+        bench::run(&fixture_model(), data, candidates, o, Device::Cpu, &mut |_| {})
     };
     let base = BenchOptions { batch: 5, ..opts() };
-    let per = run_with(&BenchOptions { anatomy_windows: true, ..base.clone() }).unwrap();
-    let chest = run_with(&BenchOptions { window: Window::CHEST, ..base.clone() }).unwrap();
-    let abdomen = run_with(&BenchOptions { window: Window::ABDOMEN, ..base.clone() }).unwrap();
-    let plain = run_with(&base).unwrap();
+    let per = run_with(&data, &BenchOptions { anatomy_windows: true, ..base.clone() }).unwrap();
+    let chest = run_with(&data, &BenchOptions { window: Window::CHEST, ..base.clone() }).unwrap();
+    let abdomen = run_with(&data, &BenchOptions { window: Window::ABDOMEN, ..base.clone() }).unwrap();
+    let plain = run_with(&data, &base).unwrap();
     for (i, r) in per.images.iter().enumerate() {
         let same_as = match r.anatomy.as_deref() {
             Some("chest") => &chest,
@@ -86,7 +86,8 @@ fn anatomy_windows_follow_meta_json() {
     // An anatomy without a window.
     meta[2]["anatomy"] = "knee".into();
     write_meta(&meta);
-    let e = run_with(&BenchOptions { anatomy_windows: true, ..base.clone() }).unwrap_err().to_string();
+    let data = Dataset::open(&dir).unwrap(); // the samples carry meta.json's anatomy
+    let e = run_with(&data, &BenchOptions { anatomy_windows: true, ..base.clone() }).unwrap_err().to_string();
     assert!(e.contains("\"knee\"") && e.contains("0002.tif") && e.contains("abdomen, chest, neuro"), "{e}");
 }
 
@@ -96,9 +97,16 @@ fn anatomy_windows_follow_meta_json() {
 fn unlabelled_manifest_with_references_can_be_benchmarked() {
     let sim = sim_set();
     let dir = common::temp_dir("bench-manifest");
-    let rows: String =
-        (0..6).map(|i| format!("{0}/image/{i:04}.tif,{0}/reference/{i:04}.tif\n", sim.display())).collect();
-    std::fs::write(dir.join("manifest.csv"), format!("path,reference\n{rows}")).unwrap();
+    let rows: String = (0..6)
+        .map(|i| {
+            format!(
+                "{0}/image/{i:04}.tif,{0}/reference/{i:04}.tif,{1}\n",
+                sim.display(),
+                ["Chest", "head", ""][i % 3]
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("manifest.csv"), format!("path,reference,anatomy\n{rows}")).unwrap();
     let data = Dataset::open(&dir).unwrap();
     assert!(data.samples.iter().all(|s| s.label.is_none() && s.reference.is_some()));
     let e = data.labels().unwrap_err().to_string();
@@ -123,6 +131,9 @@ fn unlabelled_manifest_with_references_can_be_benchmarked() {
     }
     let summary = bench::summarize(&run, &o);
     assert!(summary.srocc_input_label.is_none() && summary.with_reference == 6);
+    // The manifest's anatomy column groups the means.
+    let groups: Vec<(&str, usize)> = summary.by_anatomy.iter().map(|r| (r.anatomy.as_str(), r.n)).collect();
+    assert_eq!(groups, [("chest", 2), ("head", 2)]);
     assert!(bench::per_image_csv(&run).lines().nth(1).unwrap().contains(",0,,"), "an empty label cell");
     // Evaluation needs the scores.
     let out = Command::new(env!("CARGO_BIN_EXE_ldctq"))

@@ -28,12 +28,12 @@ fn records(data: &Dataset, samples: &[Sample], opts: &BenchOptions) -> Result<Ve
         .map(|s| {
             let name = s.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let ImageMeta { dose, views, anatomy } = meta.get(&name).cloned().unwrap_or_default();
+            let anatomy = s.anatomy.clone().or(anatomy); // a manifest's column, else meta.json
             let file = s.path.strip_prefix(&data.root).unwrap_or(&s.path).display().to_string();
             let window = match (&anatomy, opts.anatomy_windows) {
                 (Some(a), true) => Window::for_anatomy(a).ok_or_else(|| {
                     Error::InvalidInput(format!(
-                        "{}: anatomy {a:?} of {file} has no window (known: {})",
-                        data.root.join("meta.json").display(),
+                        "anatomy {a:?} of {file} has no window (known: {})",
                         Window::anatomy_names()
                     ))
                 })?,
