@@ -57,8 +57,9 @@ pub struct RunArgs {
     /// (40,80), ldctiqa (-300,1400; the default: the [0, 1] images as they are).
     #[arg(long, default_value = "ldctiqa", allow_hyphen_values = true)]
     window: Window,
-    /// PSNR and SSIM of each image in its anatomy's window, as ldct-benchmark: its anatomy (manifest column or meta.json)
-    /// (abdomen 50/400, chest -600/1500, neuro 40/80); images without one use --window.
+    /// PSNR and SSIM of each image in its anatomy's window, as ldct-benchmark: the manifest's
+    /// anatomy column or meta.json's "anatomy" (abdomen 50/400, chest -600/1500, neuro 40/80); images
+    /// without one use --window.
     #[arg(long)]
     anatomy_windows: bool,
     /// Bootstrap replicates per interval.
