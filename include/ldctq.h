@@ -162,8 +162,8 @@ enum ldctq_map_method
   LDCTQ_MAP_METHOD_INTRINSIC = 0,
   // Gradient: |d score / d image|, smoothed by a Gaussian of (h + w) / 128 pixels.
   LDCTQ_MAP_METHOD_GRADIENT = 1,
-  // Occlusion (ABI 1.2): the score gained if each patch's token were replaced by its grid
-  // neighbours' mean, upsampled bilinearly; in score units.
+  // Occlusion (ABI 1.2): the score gained if the 3 x 3 patch tokens around each patch were
+  // replaced by the mean of the ring around them, upsampled bilinearly; in score units.
   LDCTQ_MAP_METHOD_OCCLUSION = 2,
 };
 #ifndef __cplusplus

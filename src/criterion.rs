@@ -48,9 +48,10 @@ pub enum MapMethod {
     /// Sensitivity: `|d score / d image|` (the gradient's magnitude, not gradient x input), smoothed by
     /// a Gaussian of [`gradient_sigma`] pixels; in score units per unit of pixel value.
     Gradient,
-    /// Occlusion: what the score would gain if each patch's token were replaced by its grid
-    /// neighbours' mean ([`QualityModel::occlusion_gains`]), upsampled bilinearly
-    /// ([`QualityModel::occlusion_map`]). In score units.
+    /// Occlusion: what the score would gain if the 3 x 3 patches around each patch were replaced by
+    /// the mean of the ring around them, in token space ([`QualityModel::occlusion_gains`] with
+    /// [`crate::model::OCCLUSION_BLOCK`]), upsampled bilinearly ([`QualityModel::occlusion_map`]). In
+    /// score units.
     Occlusion,
 }
 

@@ -48,9 +48,9 @@ fn uniform_patch_tokens_give_the_slice_score_in_every_patch() {
     }
 }
 
-/// The occlusion gains against a brute force: each patch's raw token replaced by the mean of its grid
-/// neighbours (FiLM is affine per channel, so replacing before or after it is the same) and the whole
-/// model's tail rerun; and zero gains for uniform tokens.
+/// The occlusion gains against a brute force: the raw tokens of the block around each patch replaced
+/// by the mean of the ring around the block (FiLM is affine per channel, so replacing before or after
+/// it is the same) and the model's tail rerun; zero gains for uniform tokens; even blocks refused.
 #[test]
 fn occlusion_gains_equal_a_brute_force_replacement() {
     for rel in ["quality/a_unit_seq", "quality/b_hu_grid"] {
@@ -59,34 +59,48 @@ fn occlusion_gains_equal_a_brute_force_replacement() {
         let images = Tensor::rand([2, 1, 20, 24], (Kind::Double, Device::Cpu));
         let pixel_values = model.config.preprocess().pixel_values(&images).unwrap();
         let stages = model.forward_stages(&pixel_values, None).unwrap();
-        let gains = model.occlusion_gains(&stages).unwrap();
         let (b, p, d) = stages.tokens.size3().unwrap();
-        assert_eq!(gains.size(), [b, p]);
         let side = (p as f64).sqrt() as i64;
         let grid = stages.tokens.view([b, side, side, d]);
-        for q in [0, 1, side + 1, p / 2 + 3, p - 1] {
-            let (r, c) = (q / side, q % side);
-            let mut sum = Tensor::zeros([b, d], (Kind::Double, Device::Cpu));
-            let mut n = 0.0;
-            for (dr, dc) in [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)] {
-                let (rr, cc) = (r + dr, c + dc);
-                if (0..side).contains(&rr) && (0..side).contains(&cc) {
-                    sum += grid.select(1, rr).select(1, cc);
-                    n += 1.0;
+        for block in [1i64, 3] {
+            let gains = model.occlusion_gains(&stages, block).unwrap();
+            assert_eq!(gains.size(), [b, p]);
+            let h = block / 2;
+            for q in [0, 1, side + 1, p / 2 + 3, p - 1] {
+                let (r, c) = (q / side, q % side);
+                let cheb = |rr: i64, cc: i64| (rr - r).abs().max((cc - c).abs());
+                let mut sum = Tensor::zeros([b, d], (Kind::Double, Device::Cpu));
+                let mut n = 0.0;
+                let tokens = stages.tokens.copy();
+                let cells: Vec<(i64, i64)> =
+                    (0..side).flat_map(|rr| (0..side).map(move |cc| (rr, cc))).collect();
+                for &(rr, cc) in &cells {
+                    if cheb(rr, cc) == h + 1 {
+                        sum += grid.select(1, rr).select(1, cc);
+                        n += 1.0;
+                    }
                 }
+                let mean = sum / n;
+                for &(rr, cc) in &cells {
+                    if cheb(rr, cc) <= h {
+                        tokens.select(1, rr * side + cc).copy_(&mean);
+                    }
+                }
+                let replaced = model.stages_from_tokens(pixel_values.shallow_clone(), tokens, None).unwrap();
+                let want = &replaced.score - &stages.score;
+                let got = gains.select(1, q);
+                // f64, another summation order of the ring's mean: rounding ~1e-15.
+                assert!(
+                    max_abs_diff(&got, &want) < 1e-10,
+                    "{rel} block {block} patch {q}: {got:?} vs {want:?}"
+                );
             }
-            let tokens = stages.tokens.copy();
-            tokens.select(1, q).copy_(&(sum / n));
-            let replaced = model.stages_from_tokens(pixel_values.shallow_clone(), tokens, None).unwrap();
-            let want = &replaced.score - &stages.score;
-            let got = gains.select(1, q);
-            // f64, a different summation order of the neighbours' mean: rounding ~1e-15.
-            assert!(max_abs_diff(&got, &want) < 1e-10, "{rel} patch {q}: {got:?} vs {want:?}");
+            assert!(gains.abs().max().double_value(&[]) > 1e-6, "{rel}: all gains zero");
         }
-        assert!(gains.abs().max().double_value(&[]) > 1e-6, "{rel}: all gains zero");
+        assert!(model.occlusion_gains(&stages, 2).is_err() && model.occlusion_gains(&stages, 0).is_err());
         let uniform = stages.tokens.narrow(1, 2, 1).expand([b, p, d], false);
         let stages = model.stages_from_tokens(pixel_values, uniform, None).unwrap();
-        let zero = model.occlusion_gains(&stages).unwrap().abs().max().double_value(&[]);
+        let zero = model.occlusion_gains(&stages, 3).unwrap().abs().max().double_value(&[]);
         assert!(zero < 1e-12, "{rel}: uniform tokens give gains {zero}");
     }
 }

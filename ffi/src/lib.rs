@@ -133,8 +133,8 @@ pub enum ldctq_map_method {
     Intrinsic = 0,
     /// Gradient: |d score / d image|, smoothed by a Gaussian of (h + w) / 128 pixels.
     Gradient = 1,
-    /// Occlusion (ABI 1.2): the score gained if each patch's token were replaced by its grid
-    /// neighbours' mean, upsampled bilinearly; in score units.
+    /// Occlusion (ABI 1.2): the score gained if the 3 x 3 patch tokens around each patch were
+    /// replaced by the mean of the ring around them, upsampled bilinearly; in score units.
     Occlusion = 2,
 }
 

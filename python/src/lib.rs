@@ -163,7 +163,7 @@ impl Model {
 
     /// Quality maps (N, H, W) of the images, high where quality is lost: `method` "intrinsic" (4 - the
     /// patch scores, upsampled), "gradient" (smoothed |d score / d image|) or "occlusion" (the score
-    /// gained if each patch's token were its neighbours' mean); docs/quality-maps.md.
+    /// gained if the 3 x 3 patches around each patch looked like their surroundings); docs/quality-maps.md.
     fn quality_map(&self, py: Python<'_>, images: PyTensor, method: &str) -> PyResult<PyTensor> {
         let method: MapMethod = method.parse().map_err(Error)?;
         let images = images.0;

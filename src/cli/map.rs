@@ -17,7 +17,8 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// intrinsic (4 - each patch's score, upsampled), gradient (smoothed |d score / d image|),
-    /// occlusion (the score gained by replacing each patch by its neighbours) or all.
+    /// occlusion (the score gained by replacing the 3 x 3 patches around each patch by their
+    /// surroundings) or all.
     #[arg(long, default_value = "all")]
     method: String,
     #[command(flatten)]

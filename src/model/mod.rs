@@ -47,6 +47,11 @@ fn output_kind(weights: Kind) -> Kind {
     }
 }
 
+/// The block of patches [`QualityModel::occlusion_map`] replaces around each patch: 3 x 3 (48 pixels
+/// of a 256-pixel slice for a 16 x 16 grid) found localised degradations best of 1, 3 and 5 in the
+/// pointing game (docs/quality-maps.md).
+pub const OCCLUSION_BLOCK: i64 = 3;
+
 /// The intermediate tensors of one forward pass (paper notation).
 #[derive(Debug)]
 pub struct Stages {
@@ -482,33 +487,47 @@ impl QualityModel {
         Ok(logit.f_div_scalar(self.config.tau_out)?.f_sigmoid()?.f_mul_scalar(4.0)?)
     }
 
-    /// Occlusion ("repair") gains: for each patch p, the slice score with p's FiLM-modulated token
-    /// replaced by the mean of its grid neighbours' (3 x 3 without the centre; 3 or 5 at the border),
-    /// minus the slice score. Positive where a patch costs score: what the score would gain if that
-    /// patch looked like its surroundings. All P replacements go through pooling, heads and fusion
-    /// (not the vision tower), in chunks of about 256 MB.
+    /// Occlusion ("repair") gains: for each patch p, the slice score with the `block` x `block`
+    /// patches centred on p (odd `block`; cut at the grid's edge) replaced, in FiLM-modulated token
+    /// space, by the mean of the ring of patches around that block, minus the slice score. Positive
+    /// where the block costs score: what the score would gain if it looked like its surroundings. All
+    /// P replacements go through pooling, heads and fusion (not the vision tower), in chunks of about
+    /// 256 MB.
     ///
     /// # Shapes
     /// `stages` of B images with P patches (a square grid) -> (B, P).
-    pub fn occlusion_gains(&self, stages: &Stages) -> Result<Tensor> {
+    pub fn occlusion_gains(&self, stages: &Stages, block: i64) -> Result<Tensor> {
+        if block < 1 || block % 2 == 0 {
+            return Err(Error::InvalidInput(format!(
+                "occlusion block must be odd and positive, got {block}"
+            )));
+        }
         let tokens = &stages.tokens_film;
         let (b, p, d) = tokens.size3()?;
-        let side = (p as f64).sqrt().round() as i64; // preprocessing makes the grid square
+        let (side, h) = ((p as f64).sqrt().round() as i64, block / 2); // preprocessing makes the grid square
         let opts = (tokens.kind(), tokens.device());
-        let kernel = Tensor::f_ones([1, 1, 3, 3], opts)?;
-        let _ = kernel.f_get(0)?.f_get(0)?.f_get(1)?.f_get(1)?.f_fill_(0.0)?; // neighbours only
-        let conv = |x: &Tensor| x.f_conv2d(&kernel, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1);
+        // The ring around a block: ones on a (block + 2) square, zeros on the block.
+        let ring = Tensor::f_ones([1, 1, block + 2, block + 2], opts)?;
+        let _ = ring.f_narrow(2, 1, block)?.f_narrow(3, 1, block)?.f_fill_(0.0)?;
+        let conv = |x: &Tensor| x.f_conv2d(&ring, None::<Tensor>, [1, 1], [h + 1, h + 1], [1, 1], 1);
         let grid = tokens.f_transpose(1, 2)?.f_reshape([b * d, 1, side, side])?;
         let counts = conv(&Tensor::f_ones([1, 1, side, side], opts)?)?; // (1, 1, side, side)
-        let neighbours = conv(&grid)?.f_div(&counts)?.f_reshape([b, d, p])?.f_transpose(1, 2)?; // (B, P, d)
-        let eye = Tensor::f_eye(p, (tch::Kind::Bool, tokens.device()))?.f_reshape([1, p, p, 1])?;
-        let chunk = (256 << 20) / (b * p * d * opts.0.elt_size_in_bytes() as i64).max(1);
+        let ring_mean = conv(&grid)?.f_div(&counts)?.f_reshape([b, d, p])?.f_transpose(1, 2)?; // (B, P, d)
+                                                                                               // in_block[q, i]: patch i lies in the block centred on patch q.
+        let idx = Tensor::f_arange(p, (tch::Kind::Int64, tokens.device()))?;
+        let near = |c: &Tensor| -> Result<Tensor> {
+            Ok(c.f_unsqueeze(1)?.f_sub(&c.f_unsqueeze(0)?)?.f_abs()?.f_le(h)?) // (P, P)
+        };
+        let in_block = near(&idx.f_div_scalar_mode(side, "floor")?)?
+            .f_logical_and(&near(&idx.f_remainder(side)?)?)?
+            .f_reshape([1, p, p, 1])?;
+        let chunk = ((256 << 20) / (b * p * d * opts.0.elt_size_in_bytes() as i64).max(1)).max(1);
         let mut gains = Vec::new();
-        for q0 in (0..p).step_by(chunk.max(1) as usize) {
-            let q = chunk.max(1).min(p - q0);
-            // Row (b, i) of copy j: patch q0 + j replaced by its neighbours' mean.
-            let replaced = neighbours.f_narrow(1, q0, q)?.f_unsqueeze(2)?; // (B, q, 1, d)
-            let copies = replaced.f_where_self(&eye.f_narrow(1, q0, q)?, &tokens.f_unsqueeze(1)?)?; // (B, q, P, d)
+        for q0 in (0..p).step_by(chunk as usize) {
+            let q = chunk.min(p - q0);
+            // Row (b, i) of copy j: patch i replaced by the ring mean if it lies in block q0 + j.
+            let replaced = ring_mean.f_narrow(1, q0, q)?.f_unsqueeze(2)?; // (B, q, 1, d)
+            let copies = replaced.f_where_self(&in_block.f_narrow(1, q0, q)?, &tokens.f_unsqueeze(1)?)?; // (B, q, P, d)
             let (h_g, h_l, h_tex) = pool(&copies.f_reshape([b * q, p, d])?, self.config.local_mode)?;
             let logit = self.heads.fuse(&self.heads.sub_scores(&h_g, &h_l, &h_tex, None)?)?; // (Bq)
             let score = logit.f_div_scalar(self.config.tau_out)?.f_sigmoid()?.f_mul_scalar(4.0)?;
@@ -528,13 +547,14 @@ impl QualityModel {
         self.grid_map(images, |stages| Ok(self.patch_scores(stages)?.f_neg()?.f_add_scalar(4.0)?))
     }
 
-    /// The occlusion map: [`Self::occlusion_gains`] on the patch grid, upsampled bilinearly to the
-    /// images' size; in score units, high where quality is lost. Computed without a graph.
+    /// The occlusion map: [`Self::occlusion_gains`] with blocks of [`OCCLUSION_BLOCK`] on the patch
+    /// grid, upsampled bilinearly to the images' size; in score units, high where quality is lost.
+    /// Computed without a graph.
     ///
     /// # Shapes
     /// As [`Self::intrinsic_map`].
     pub fn occlusion_map(&self, images: &Tensor) -> Result<Tensor> {
-        self.grid_map(images, |stages| self.occlusion_gains(stages))
+        self.grid_map(images, |stages| self.occlusion_gains(stages, OCCLUSION_BLOCK))
     }
 
     /// `per_patch` (N, P) of the images' forward pass, upsampled from the patch grid to (N, H, W).
