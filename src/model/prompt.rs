@@ -83,10 +83,9 @@ impl PromptEncoder {
                 max - 1
             )));
         }
-        let vs = nn::VarStore::new(Device::Cpu);
+        let mut vs = nn::VarStore::new(Device::Cpu);
         let d = self.backbone.config.text_config.hidden_size;
         let _ = (vs.root() / "prompt").var("context", &[n, d], nn::Init::Const(0.)); // CONTEXT_KEY
-        let mut vs = vs;
         vs.set_kind(self.kind);
         vs.freeze();
         self.learned = Some(vs);
@@ -121,7 +120,7 @@ impl PromptEncoder {
     }
 
     /// L2-normalized text features of `texts` (with the learned context before each, if any),
-    /// (T, d_t), on CPU in the encoder's dtype. One tower pass for all texts not cached; the tower
+    /// (T, d_t), on CPU in the encoder's dtype. One tower pass for all `texts` unless all are cached; the tower
     /// is dropped afterwards unless the context trains (then z_t carries its graph and nothing is
     /// cached).
     pub(super) fn z_t(&mut self, texts: &[&str]) -> Result<Tensor> {
