@@ -120,9 +120,9 @@ impl PromptEncoder {
     }
 
     /// L2-normalized text features of `texts` (with the learned context before each, if any),
-    /// (T, d_t), on CPU in the encoder's dtype. One tower pass for all `texts` unless all are cached; the tower
-    /// is dropped afterwards unless the context trains (then z_t carries its graph and nothing is
-    /// cached).
+    /// (T, d_t), on CPU in the encoder's dtype. One tower pass for all `texts` unless all are cached;
+    /// the tower is dropped afterwards unless the context trains (then z_t carries its graph and
+    /// nothing is cached).
     pub(super) fn z_t(&mut self, texts: &[&str]) -> Result<Tensor> {
         let training = self.training();
         if !training && texts.iter().all(|t| self.cache.contains_key(*t)) {
