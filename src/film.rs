@@ -32,15 +32,12 @@ impl Film {
         })
     }
 
-    /// `z_t` (d_t) -> (gamma, beta), each (d); several prompts (T, d_t) -> each (T, d).
+    /// The FiLM parameters of T prompts: `z_t` (T, d_t) -> (gamma, beta), each (T, d).
     pub fn params(&self, z_t: &Tensor) -> Result<(Tensor, Tensor)> {
-        let hidden = z_t.f_reshape([-1, z_t.size()[z_t.dim() - 1]])?.try_apply(&self.fc1)?.f_gelu("none")?;
-        let mut out = hidden.try_apply(&self.fc2)?; // (T, 2d)
-        if z_t.dim() == 1 {
-            out = out.f_squeeze_dim(0)?; // (2d)
-        }
-        let d = out.size()[out.dim() - 1] / 2;
-        Ok((out.f_narrow(-1, 0, d)?, out.f_narrow(-1, d, d)?))
+        let hidden = z_t.try_apply(&self.fc1)?.f_gelu("none")?;
+        let out = hidden.try_apply(&self.fc2)?; // (T, 2d)
+        let d = out.size()[1] / 2;
+        Ok((out.f_narrow(1, 0, d)?, out.f_narrow(1, d, d)?))
     }
 }
 
@@ -54,8 +51,8 @@ pub fn modulate(tokens: &Tensor, gamma: &Tensor, beta: &Tensor, strength: f64) -
         return Ok(tokens.shallow_clone());
     }
     if gamma.dim() == 2 {
-        return modulate(tokens, &gamma.f_unsqueeze(1)?, &beta.f_unsqueeze(1)?, strength);
-        // (B, 1, d)
+        let (gamma, beta) = (gamma.f_unsqueeze(1)?, beta.f_unsqueeze(1)?); // (B, 1, d)
+        return modulate(tokens, &gamma, &beta, strength);
     }
     let kind = tokens.kind();
     let scale = gamma.f_tanh()?.f_mul_scalar(strength)?.f_add_scalar(1.0)?.f_to_kind(kind)?; // (d)

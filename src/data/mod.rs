@@ -7,9 +7,10 @@
 //!   without a labels json, the same folder (with `reference/` when present), or any folder of images,
 //!   is an unlabelled set.
 //! * A CSV manifest with a header naming its columns: `path` (required), `score`, `frame`, `reference`
-//!   (paths relative to the manifest), `anatomy` (a word such as abdomen, chest, head), or a folder holding `manifest.csv`: any readable image, e.g.
-//!   DICOM series. Without a `score` column (or with empty cells) the images are unlabelled: enough for
-//!   `ldctq bench` and `ldctq score`, while training and evaluation ask for scores ([`Dataset::labels`]).
+//!   (paths relative to the manifest), `anatomy` (a word such as abdomen, chest, head), or a folder
+//!   holding `manifest.csv`: any readable image, e.g. DICOM series. Without a `score` column (or with
+//!   empty cells) the images are unlabelled: enough for `ldctq bench` and `ldctq score`, while
+//!   training and evaluation ask for scores ([`Dataset::labels`]).
 //!
 //! In the LDCTIQA2023 layout, labels without images and images without labels are errors that list the
 //! offending names; in a manifest, missing images and references are.
@@ -127,13 +128,6 @@ impl Dataset {
             s.anatomy = meta.get(&name).and_then(|m| m.anatomy.clone());
         }
         Ok(self)
-    }
-
-    /// The distinct anatomies of the set, sorted (empty when no image has one).
-    pub fn anatomies(&self) -> Vec<String> {
-        let set: std::collections::BTreeSet<&String> =
-            self.samples.iter().filter_map(|s| s.anatomy.as_ref()).collect();
-        set.into_iter().cloned().collect()
     }
 
     fn from_labels_json(root: &Path, labels: &Path, images: &Path) -> Result<Self> {

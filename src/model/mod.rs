@@ -304,8 +304,8 @@ impl QualityModel {
         Ok(())
     }
 
-    /// z_t: the L2-normalized text features of the current prompt (and anatomy), (d_t), on CPU, f32 (f64 for an f64
-    /// model).
+    /// z_t: the L2-normalized text features of the current prompt (and anatomy), (d_t), on CPU, f32
+    /// (f64 for an f64 model).
     pub fn prompt_embedding(&self) -> Result<Tensor> {
         let text = self.config.prompt_text(self.anatomy.as_deref());
         Ok(self.prompts.borrow_mut().z_t(&[&text])?.f_squeeze_dim(0)?)
@@ -454,7 +454,7 @@ impl QualityModel {
         let (h_g, h_l, h_tex) = pool(&tokens_film, self.config.local_mode)?; // (B, d), (B, 4d), (B, 2d)
         let y = self.heads.sub_scores(&h_g, &h_l, &h_tex, dropout)?; // (B, 3)
         let logit = self.heads.fuse(&y)?; // (B)
-        let score = logit.f_div_scalar(self.config.tau_out)?.f_sigmoid()?.f_mul_scalar(4.0)?; // (B) in [0, 4]
+        let score = self.bounded(&logit)?; // (B) in [0, 4]
         Ok(Stages { pixel_values, gamma, beta, tokens, tokens_film, h_g, h_l, h_tex, y, logit, score })
     }
 
@@ -484,6 +484,11 @@ impl QualityModel {
         let y = self.patch_sub_scores(stages)?; // (B, P, 3)
         let (b, p, _) = y.size3()?;
         let logit = self.heads.fuse(&y.f_reshape([b * p, 3])?)?.f_reshape([b, p])?; // (B, P)
+        self.bounded(&logit)
+    }
+
+    /// The score of a logit: 4 sigmoid(logit / tau_out), in [0, 4].
+    fn bounded(&self, logit: &Tensor) -> Result<Tensor> {
         Ok(logit.f_div_scalar(self.config.tau_out)?.f_sigmoid()?.f_mul_scalar(4.0)?)
     }
 
@@ -530,8 +535,7 @@ impl QualityModel {
             let copies = replaced.f_where_self(&in_block.f_narrow(1, q0, q)?, &tokens.f_unsqueeze(1)?)?; // (B, q, P, d)
             let (h_g, h_l, h_tex) = pool(&copies.f_reshape([b * q, p, d])?, self.config.local_mode)?;
             let logit = self.heads.fuse(&self.heads.sub_scores(&h_g, &h_l, &h_tex, None)?)?; // (Bq)
-            let score = logit.f_div_scalar(self.config.tau_out)?.f_sigmoid()?.f_mul_scalar(4.0)?;
-            gains.push(score.f_reshape([b, q])?.f_sub(&stages.score.f_unsqueeze(1)?)?);
+            gains.push(self.bounded(&logit)?.f_reshape([b, q])?.f_sub(&stages.score.f_unsqueeze(1)?)?);
         }
         Ok(Tensor::f_cat(&gains, 1)?)
     }

@@ -48,7 +48,8 @@ pub struct LearnPrompt {
     pub init: PromptInit,
     /// AdamW learning rate of the context (no weight decay; cosine like the rest).
     pub lr: f64,
-    /// Only the context trains; FiLM, heads and vision tower stay as `from_model` has them.
+    /// Only the context trains; FiLM, heads and vision tower stay as `from_model` has them (whose
+    /// learned context, if it has N vectors, is tuned further rather than replaced).
     pub only: bool,
 }
 
@@ -240,13 +241,14 @@ pub struct Trainer<'a> {
 }
 
 /// Which parameters train: the vision tower as `vision` says, FiLM and heads when `heads`, the learned
-/// context (if any) always.
-fn set_trainable(model: &mut QualityModel, vision: VisionTraining, heads: bool) {
+/// context when `prompt` (a learned context that does not train stays cached: no text-tower pass
+/// per step).
+fn set_trainable(model: &mut QualityModel, vision: VisionTraining, heads: bool, prompt: bool) {
     model.freeze();
     if heads {
         model.heads_vs.unfreeze();
     }
-    model.set_prompt_trainable(true);
+    model.set_prompt_trainable(prompt);
     let layers = model.vision.vision_model.config().num_hidden_layers as usize;
     for (name, v) in model.vision.vs.variables() {
         let block = name
@@ -417,18 +419,22 @@ impl Trainer<'_> {
             model.config.anatomies = self.cache.anatomy_names();
         }
         if let Some(lp) = &c.learn_prompt {
-            let seed = crate::rng::derive_seed(c.seed.wrapping_add(fold as u64), PROMPT_STREAM);
-            model.learn_prompt(lp.tokens as i64, lp.init, seed)?;
+            // A learned context of this size in `from_model` is tuned further, not started afresh.
+            let kept = model.prompt_context().is_some_and(|ctx| ctx.size()[0] == lp.tokens as i64);
+            if !kept {
+                let seed = crate::rng::derive_seed(c.seed.wrapping_add(fold as u64), PROMPT_STREAM);
+                model.learn_prompt(lp.tokens as i64, lp.init, seed)?;
+            }
         }
         let vision = if prompt_only { VisionTraining::Frozen } else { c.vision };
-        set_trainable(&mut model, vision, !prompt_only);
+        set_trainable(&mut model, vision, !prompt_only, c.learn_prompt.is_some());
         let train_vision = !trainable(&model.vision.vs).is_empty();
         // A tower that trains, or one fine-tuned by the model training starts from, is saved.
         let save_vision =
             train_vision || c.from_model.as_ref().is_some_and(|d| d.join("vision.safetensors").is_file());
         let mut opt_vision = AdamW::new(trainable(&model.vision.vs), c.weight_decay);
         let mut opt_heads = AdamW::new(trainable(&model.heads_vs), c.weight_decay);
-        let context = model.prompt_context().filter(|_| c.learn_prompt.is_some());
+        let context = model.prompt_context().filter(|ctx| ctx.requires_grad());
         let mut opt_prompt =
             AdamW::new(context.map(|t| (CONTEXT_KEY.to_string(), t)).into_iter().collect(), 0.0);
         let (lr_v, lr_h) = (c.lr, c.head_lr.unwrap_or(c.lr));
