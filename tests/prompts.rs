@@ -3,10 +3,10 @@
 //! saved and loaded, replaced by a text prompt, and errors on bad settings or broken folders.
 mod common;
 
-use common::{fixture, max_abs_diff, synthetic_set, temp_dir};
+use common::{fixture, max_abs_diff, synthetic_set, temp_dir, tiny_train_config};
 use ldctq::data::Dataset;
 use ldctq::model::{PromptInit, PromptMode, QualityConfig, QualityModel, Widths, CONTEXT_KEY};
-use ldctq::train::{Cache, Event, LearnPrompt, TrainConfig, Trainer, VisionTraining};
+use ldctq::train::{Cache, Event, LearnPrompt, TrainConfig, Trainer};
 use ldctq::{Error, Placement, QualityCriterion};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -110,19 +110,10 @@ fn score_gradient_with_respect_to_the_context_matches_finite_differences() {
 
 fn config(epochs: usize, learn: Option<LearnPrompt>, from: Option<&Path>) -> TrainConfig {
     TrainConfig {
-        epochs,
-        batch_size: 4,
-        accumulation: 2,
-        lr: 1e-3,
-        head_lr: Some(3e-3),
-        folds: 3,
-        only_fold: Some(1),
-        seed: 9,
-        vision: VisionTraining::LastBlocks(1),
         augment: None,
         learn_prompt: learn,
         from_model: from.map(Path::to_path_buf),
-        ..TrainConfig::default()
+        ..tiny_train_config(epochs)
     }
 }
 
@@ -209,6 +200,14 @@ fn learned_prompt_trains_resumes_saves_loads_and_can_train_alone() {
     let tuned = QualityModel::load(&alone, Placement::default()).unwrap();
     let start_ctx = QualityModel::load(&straight, Placement::default()).unwrap();
     assert!(max_abs_diff(&tuned.prompt_context().unwrap(), &start_ctx.prompt_context().unwrap()) > 1e-4);
+
+    // Prompt-only tunes the learned context it starts from: with a negligible learning rate it stays
+    // where the joint training left it (not restarted from the hand prompt).
+    let still = temp_dir("prompt-still");
+    let tiny_lr = Some(LearnPrompt { tokens: 6, init: PromptInit::Hand, lr: 1e-9, only: true });
+    train(&data, &still, config(1, tiny_lr, Some(&straight)), false, None).unwrap();
+    let kept = QualityModel::load(&still, Placement::default()).unwrap().prompt_context().unwrap();
+    assert!(max_abs_diff(&kept, &start_ctx.prompt_context().unwrap()) < 1e-6);
 
     // Prompt-only without a model to start from is an error naming it.
     let err = train(&data, &temp_dir("prompt-bad"), config(1, learn(true), None), false, None).unwrap_err();
@@ -331,8 +330,8 @@ fn anatomy_prompts_train_from_a_manifest_column() {
     let set = synthetic_set(24);
     let manifest = with_anatomy(&set);
     let data = Dataset::open(&manifest).unwrap();
-    assert_eq!(data.anatomies(), ["abdomen", "head"]);
-    assert_eq!(data.samples[2].anatomy, None);
+    let each: Vec<Option<&str>> = data.samples.iter().take(3).map(|s| s.anatomy.as_deref()).collect();
+    assert_eq!(each, [Some("abdomen"), Some("head"), None], "lower-cased; an empty cell is none");
     let out = temp_dir("anatomy-train");
     let learn = Some(LearnPrompt { tokens: 4, init: PromptInit::Random, lr: 1e-2, only: false });
     let config = TrainConfig { anatomy_prompts: true, ..config(2, learn.clone(), None) };

@@ -2,7 +2,7 @@
 //! run whose loss falls.
 mod common;
 
-use common::{fixture, synthetic_set, temp_dir};
+use common::{fixture, synthetic_set, temp_dir, tiny_train_config};
 use ldctq::data::{stratified_folds, Dataset};
 use ldctq::model::{QualityConfig, QualityModel, Widths};
 use ldctq::train::{
@@ -88,21 +88,6 @@ fn folds_are_stratified_and_deterministic() {
     }
 }
 
-fn trainer_config(epochs: usize) -> TrainConfig {
-    TrainConfig {
-        epochs,
-        batch_size: 4,
-        accumulation: 2,
-        lr: 1e-3,
-        head_lr: Some(3e-3),
-        folds: 3,
-        only_fold: Some(1),
-        seed: 9,
-        vision: VisionTraining::LastBlocks(1),
-        ..TrainConfig::default()
-    }
-}
-
 /// Trains; with `stop_after`, stops (as if killed) once that epoch's checkpoint is written.
 fn train(data: &Path, out: &Path, config: TrainConfig, resume: bool, stop_after: Option<usize>) -> Vec<f64> {
     train_in(Kind::Float, data, out, config, resume, stop_after)
@@ -154,11 +139,11 @@ fn resumed_training_ends_with_the_same_weights() {
     let data = synthetic_set(24);
     for kind in [Kind::Float, Kind::BFloat16] {
         let straight = temp_dir("straight");
-        train_in(kind, &data, &straight, trainer_config(3), false, None);
+        train_in(kind, &data, &straight, tiny_train_config(3), false, None);
         let resumed = temp_dir("resumed");
-        train_in(kind, &data, &resumed, trainer_config(3), false, Some(1)); // "killed" after epoch 1
+        train_in(kind, &data, &resumed, tiny_train_config(3), false, Some(1)); // "killed" after epoch 1
         assert!(!resumed.join("ldctq.json").exists());
-        let later = train_in(kind, &data, &resumed, trainer_config(3), true, None);
+        let later = train_in(kind, &data, &resumed, tiny_train_config(3), true, None);
         assert_eq!(later.len(), 2, "resume should run epochs 2 and 3 only");
         let (a, b) =
             (weights(&straight.join("folds/fold-1/last")), weights(&resumed.join("folds/fold-1/last")));
@@ -186,7 +171,7 @@ fn order_pairs_train_resume_and_teach_that_blur_is_worse() {
         }),
         grad_penalty: 1e-3,
         augment: None,
-        ..trainer_config(epochs)
+        ..tiny_train_config(epochs)
     };
     let straight = temp_dir("order-straight");
     train(&data, &straight, config(3), false, None);
@@ -207,7 +192,7 @@ fn order_pairs_train_resume_and_teach_that_blur_is_worse() {
         vision: VisionTraining::Frozen,
         head_lr: Some(1e-2),
         augment: None,
-        ..trainer_config(20)
+        ..tiny_train_config(20)
     };
     train(&data, &out, blur_only, false, None);
     let model = QualityModel::load(&out, Placement::default()).unwrap();
@@ -234,7 +219,7 @@ fn smoke_training_lowers_the_loss() {
             vision: VisionTraining::Frozen,
             augment: None,
             head_lr: Some(1e-2),
-            ..trainer_config(24)
+            ..tiny_train_config(24)
         },
         false,
         None,

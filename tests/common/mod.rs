@@ -135,6 +135,22 @@ pub fn synthetic_set(n: usize) -> PathBuf {
     dir
 }
 
+/// The trainer settings of the trainer tests: small batches, fold 1 of 3, the last vision block.
+pub fn tiny_train_config(epochs: usize) -> ldctq::train::TrainConfig {
+    ldctq::train::TrainConfig {
+        epochs,
+        batch_size: 4,
+        accumulation: 2,
+        lr: 1e-3,
+        head_lr: Some(3e-3),
+        folds: 3,
+        only_fold: Some(1),
+        seed: 9,
+        vision: ldctq::train::VisionTraining::LastBlocks(1),
+        ..Default::default()
+    }
+}
+
 pub mod bench;
 
 /// The size of a SigLIP tower's computation as [`rounding_tol`] takes it, and the depth of each of
