@@ -27,6 +27,9 @@ pub struct CriterionInfo {
     pub window: Window,
     /// Images are resized (differentiably) to this size.
     pub image_size: i64,
+    /// The anatomy words its prompt can be conditioned on, image by image
+    /// ([`QualityCriterion::score_anatomies`]); empty without anatomy prompts.
+    pub anatomies: Vec<String>,
 }
 
 /// How per-image losses are reduced.
@@ -114,6 +117,18 @@ pub trait QualityCriterion {
     /// without a graph.
     fn score(&self, images: &Tensor) -> Result<Tensor>;
 
+    /// Scores (N) of images each conditioned on its own anatomy: `anatomies` has N entries, each one
+    /// of `info().anatomies` or `None` (the prompt alone). Differentiable as [`Self::score`]. The
+    /// default serves criteria without anatomy prompts: [`Self::score`], refusing any anatomy.
+    fn score_anatomies(&self, images: &Tensor, anatomies: &[Option<String>]) -> Result<Tensor> {
+        match anatomies.iter().flatten().next() {
+            None => self.score(images),
+            Some(a) => {
+                Err(Error::Unsupported(format!("{}: no anatomy prompts (got {a:?})", self.info().name)))
+            }
+        }
+    }
+
     /// Scores (N) and the vector-Jacobian product with `upstream` (N) (ones when `None`): a tensor of
     /// the images' shape, dtype and device. `images` need not require grad, and gradient mode need not
     /// be on (it is switched on for the call: it works under `tch::no_grad`).
@@ -172,6 +187,7 @@ impl QualityCriterion for QualityModel {
             input: self.config.input,
             window: self.config.window(),
             image_size: self.config.image_size,
+            anatomies: self.config.anatomies.clone(),
         }
     }
 
@@ -188,6 +204,14 @@ impl QualityCriterion for QualityModel {
             self.score_images(images)
         } else {
             tch::no_grad(|| self.score_images(images))
+        }
+    }
+
+    fn score_anatomies(&self, images: &Tensor, anatomies: &[Option<String>]) -> Result<Tensor> {
+        if images.requires_grad() {
+            self.score_images_for(images, Some(anatomies))
+        } else {
+            tch::no_grad(|| self.score_images_for(images, Some(anatomies)))
         }
     }
 

@@ -66,6 +66,12 @@ impl QualityCriterion for Ensemble {
         Ok(Tensor::f_stack(&scores, 0)?.f_mean_dim(0, false, scores[0].kind())?)
     }
 
+    fn score_anatomies(&self, images: &Tensor, anatomies: &[Option<String>]) -> Result<Tensor> {
+        let scores =
+            self.members.iter().map(|m| m.score_anatomies(images, anatomies)).collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::f_stack(&scores, 0)?.f_mean_dim(0, false, scores[0].kind())?)
+    }
+
     /// Intrinsic and occlusion: the mean of the members' maps; gradient: that of the mean score.
     fn quality_map(&self, images: &Tensor, method: MapMethod) -> Result<Tensor> {
         if method == MapMethod::Gradient {
@@ -158,6 +164,11 @@ impl Scorer {
     }
 }
 
+/// Scores as f32, or f64 from an f64 model.
+fn f32_unless_f64(s: Tensor) -> Result<Tensor> {
+    Ok(if s.kind() == Kind::Double { s } else { s.f_to_kind(Kind::Float)? })
+}
+
 impl QualityCriterion for Scorer {
     fn info(&self) -> CriterionInfo {
         match self {
@@ -171,7 +182,15 @@ impl QualityCriterion for Scorer {
             Self::Single(m) => m.score(images),
             Self::Ensemble(e) => e.score(images),
         }
-        .and_then(|s| if s.kind() == Kind::Double { Ok(s) } else { Ok(s.f_to_kind(Kind::Float)?) })
+        .and_then(f32_unless_f64)
+    }
+
+    fn score_anatomies(&self, images: &Tensor, anatomies: &[Option<String>]) -> Result<Tensor> {
+        match self {
+            Self::Single(m) => m.score_anatomies(images, anatomies),
+            Self::Ensemble(e) => e.score_anatomies(images, anatomies),
+        }
+        .and_then(f32_unless_f64)
     }
 
     fn quality_map(&self, images: &Tensor, method: MapMethod) -> Result<Tensor> {

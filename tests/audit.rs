@@ -36,6 +36,7 @@ impl QualityCriterion for Toy {
             input: Space::Unit,
             window: Window::LDCTIQA,
             image_size: 0,
+            anatomies: Vec::new(),
         }
     }
 

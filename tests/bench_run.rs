@@ -10,7 +10,8 @@ use common::bench::*;
 use ldctq::bench::{self, BenchOptions};
 use ldctq::data::Dataset;
 use ldctq::denoise::{self, PluginHost};
-use ldctq::{Placement, Scorer, Window};
+use ldctq::model::{QualityConfig, QualityModel, Widths};
+use ldctq::{Placement, QualityCriterion, Scorer, Window};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tch::Device;
@@ -18,9 +19,13 @@ use tch::Device;
 /// ldct-benchmark's per-anatomy windows: with `anatomy` in meta.json and `anatomy_windows`, each image's
 /// PSNR and SSIM equal those of a run in its anatomy's window (others keep `window`; VIF does not depend
 /// on it); means by anatomy; an anatomy without a window is an error naming it.
-#[test]
-fn anatomy_windows_follow_meta_json() {
-    let dir = common::temp_dir("bench-anatomy");
+/// A copy of the simulated set (`tag`) whose meta.json gives image i the anatomy `anatomy(i)` (`None`:
+/// no entry), and a function that rewrites its meta.json.
+fn sim_set_with_anatomies(
+    tag: &str,
+    anatomy: impl Fn(usize) -> Option<&'static str>,
+) -> (PathBuf, Vec<serde_json::Value>, impl Fn(&[serde_json::Value])) {
+    let dir = common::temp_dir(tag);
     for sub in ["image", "reference"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
         for e in std::fs::read_dir(sim_set().join(sub)).unwrap() {
@@ -32,16 +37,27 @@ fn anatomy_windows_follow_meta_json() {
     let mut meta: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(sim_set().join("meta.json")).unwrap()).unwrap();
     for (i, e) in meta.iter_mut().enumerate() {
-        match i % 3 {
-            0 => e["anatomy"] = "chest".into(),
-            1 => e["anatomy"] = " Abdomen".into(), // case and spaces do not matter
-            _ => drop(e.as_object_mut().unwrap().remove("anatomy")), // phantoms say abdomen
+        match anatomy(i) {
+            Some(a) => e["anatomy"] = a.into(),
+            None => drop(e.as_object_mut().unwrap().remove("anatomy")), // phantoms say abdomen
         }
     }
-    let write_meta = |meta: &[serde_json::Value]| {
-        std::fs::write(dir.join("meta.json"), serde_json::to_string(meta).unwrap()).unwrap()
+    let meta_path = dir.join("meta.json");
+    let write_meta = move |meta: &[serde_json::Value]| {
+        std::fs::write(&meta_path, serde_json::to_string(meta).unwrap()).unwrap()
     };
     write_meta(&meta);
+    (dir, meta, write_meta)
+}
+
+/// ldct-benchmark's per-anatomy windows: with `anatomy` in meta.json and `anatomy_windows`, each image's
+/// PSNR and SSIM equal those of a run in its anatomy's window (others keep `window`; VIF does not depend
+/// on it); means by anatomy; an anatomy without a window is an error naming it.
+#[test]
+fn anatomy_windows_follow_meta_json() {
+    // Case and spaces do not matter.
+    let (dir, mut meta, write_meta) =
+        sim_set_with_anatomies("bench-anatomy", |i| [Some("chest"), Some(" Abdomen"), None][i % 3]);
     let data = Dataset::open(&dir).unwrap();
     let specs = ["median".to_string()];
     let run_with = |data: &Dataset, o: &BenchOptions| {
@@ -89,6 +105,65 @@ fn anatomy_windows_follow_meta_json() {
     let data = Dataset::open(&dir).unwrap(); // the samples carry meta.json's anatomy
     let e = run_with(&data, &BenchOptions { anatomy_windows: true, ..base.clone() }).unwrap_err().to_string();
     assert!(e.contains("\"knee\"") && e.contains("0002.tif") && e.contains("abdomen, chest, neuro"), "{e}");
+}
+
+/// A model with anatomy prompts scores each image (input and reference) on its own anatomy's prompt,
+/// exactly as the model set to that anatomy scores it (the prompt alone for images without one); with
+/// `anatomy_prompts` off, on its own setting; an anatomy it has no prompt for is an error naming it. A
+/// model without anatomy prompts ignores the anatomies.
+#[test]
+fn anatomy_prompt_models_score_each_image_on_its_anatomy() {
+    let (dir, mut meta, write_meta) =
+        sim_set_with_anatomies("bench-anatomy-prompts", |i| [Some("chest"), Some("Abdomen"), None][i % 3]);
+    let mut config = QualityConfig::new(&common::fixture("siglip/tiny_a").display().to_string(), 16);
+    config.anatomies = vec!["abdomen".into(), "chest".into()];
+    let widths = Widths { film_hidden: 12, head_hidden: 10, fusion_hidden: 4 };
+    let mut model = QualityModel::init(config, widths, 3, Placement::default()).unwrap();
+    model.set_film_strength(3.0).unwrap();
+    let data = Dataset::open(&dir).unwrap();
+    let run = |m: &dyn QualityCriterion, o: &BenchOptions| {
+        bench::run(m, &data, vec![], o, Device::Cpu, &mut |_| {})
+    };
+    let per = run(&model, &opts()).unwrap();
+    assert_eq!(per.anatomy_prompts, ["abdomen", "chest"]);
+    let fixed = BenchOptions { anatomy_prompts: false, ..opts() };
+    let mut by_setting = Vec::new();
+    for a in [None, Some("abdomen"), Some("chest")] {
+        model.set_anatomy(a).unwrap();
+        let r = run(&model, &fixed).unwrap();
+        assert!(r.anatomy_prompts.is_empty());
+        by_setting.push((a, r));
+    }
+    for (i, r) in per.images.iter().enumerate() {
+        let (_, want) = by_setting.iter().find(|(a, _)| *a == r.anatomy.as_deref()).unwrap();
+        for (m, w) in per.methods.iter().zip(&want.methods) {
+            let (got, want) = (m.scores[i].unwrap(), w.scores[i].unwrap());
+            assert!((got - want).abs() < 1e-5, "{} image {i} ({:?}): {got} vs {want}", m.name, r.anatomy);
+        }
+    }
+    // The conditioning matters (f32 scores of a random model, film strength 3).
+    let (chest, plain) = (&by_setting[2].1.methods[0].scores, &by_setting[0].1.methods[0].scores);
+    assert!(chest.iter().zip(plain).any(|(c, p)| (c.unwrap() - p.unwrap()).abs() > 1e-4));
+    let prov = bench::Provenance::new(
+        &common::fixture("quality/a_unit_seq"),
+        "m",
+        &data,
+        &[],
+        &opts(),
+        Placement::default(),
+    );
+    let report = bench::summary_markdown(&per, &bench::summarize(&per, &opts()), &prov.unwrap());
+    assert!(report.contains("anatomy prompts: abdomen, chest"), "{report}");
+    // Without anatomy prompts the anatomies are not used.
+    let plain_model = fixture_model();
+    assert!(run(&plain_model, &opts()).unwrap().anatomy_prompts.is_empty());
+    // An anatomy the model has no prompt for: named, unless one setting is used for every image.
+    meta[4]["anatomy"] = "head".into();
+    write_meta(&meta);
+    let data = Dataset::open(&dir).unwrap();
+    let e = bench::run(&model, &data, vec![], &opts(), Device::Cpu, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("\"head\"") && e.contains("0004.tif") && e.contains("abdomen, chest"), "{e}");
+    assert!(bench::run(&model, &data, vec![], &fixed, Device::Cpu, &mut |_| {}).is_ok());
 }
 
 /// A CSV manifest of DICOM/TIFF paths with references and no scores: enough to benchmark (the same

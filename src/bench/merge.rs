@@ -14,6 +14,8 @@ struct SummaryFile {
     timing: Timing,
     images: Vec<ImageRecord>,
     methods: Vec<MethodRun>,
+    #[serde(default)]
+    anatomy_prompts: Vec<String>,
 }
 
 /// The run and provenance recorded in `dir/summary.json` (as [`super::write_reports`] writes them).
@@ -29,6 +31,7 @@ pub fn read_run(dir: &Path) -> Result<(BenchRun, Provenance)> {
         methods: file.methods,
         timing: file.timing,
         window: file.run.options.window,
+        anatomy_prompts: file.anatomy_prompts,
         maps: None,
     };
     if run.methods.iter().any(|m| m.scores.len() != run.images.len()) {
@@ -154,6 +157,13 @@ pub fn merge(mut shards: Vec<(BenchRun, Provenance)>) -> Result<(BenchRun, Prove
     let mut provenance = first.clone();
     provenance.options.shard = None;
     provenance.command = std::env::args().collect();
-    let run = BenchRun { images, methods, timing, window: first_run.window, maps: None };
+    let run = BenchRun {
+        images,
+        methods,
+        timing,
+        window: first_run.window,
+        anatomy_prompts: first_run.anatomy_prompts.clone(),
+        maps: None,
+    };
     Ok((run, provenance))
 }

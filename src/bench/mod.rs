@@ -51,6 +51,13 @@ pub struct BenchOptions {
     /// PSNR and SSIM of each image in the window of its anatomy (`meta.json`'s `anatomy`, see
     /// [`Window::for_anatomy`]), as ldct-benchmark; images without one use `window`.
     pub anatomy_windows: bool,
+    /// Condition each image's scores on its anatomy (the manifest's column, else `meta.json`'s) when
+    /// the criterion has anatomy prompts ([`CriterionInfo::anatomies`]); images without one get the
+    /// prompt alone. Off: every image is scored with the criterion's own setting.
+    ///
+    /// [`CriterionInfo::anatomies`]: crate::criterion::CriterionInfo::anatomies
+    #[serde(default = "yes")]
+    pub anatomy_prompts: bool,
     /// Bootstrap replicates of each interval.
     pub bootstrap: usize,
     /// Seed of the bootstraps (and of libtorch's generator, for TorchScript denoisers).
@@ -79,6 +86,7 @@ impl Default for BenchOptions {
             batch: 8,
             window: Window::LDCTIQA,
             anatomy_windows: false,
+            anatomy_prompts: true,
             bootstrap: 2000,
             seed: 0,
             limit: None,
@@ -88,6 +96,10 @@ impl Default for BenchOptions {
             maps: false,
         }
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What [`run`] reports while it works (the caller draws progress bars and prints).
@@ -203,6 +215,10 @@ pub struct BenchRun {
     pub methods: Vec<MethodRun>,
     pub timing: Timing,
     pub window: Window,
+    /// The anatomy prompts the scores were conditioned on image by image
+    /// ([`BenchOptions::anatomy_prompts`]); empty when every image had the same prompt.
+    #[serde(default)]
+    pub anatomy_prompts: Vec<String>,
     /// Quality maps, when [`BenchOptions::maps`] asked for them (not saved in `summary.json`).
     #[serde(skip)]
     pub maps: Option<BenchMaps>,

@@ -148,6 +148,13 @@ pub fn summary_markdown(run: &BenchRun, summary: &Summary, prov: &Provenance) ->
             ""
         }
     ));
+    if !run.anatomy_prompts.is_empty() {
+        s.push_str(&format!(
+            "Scores: each image conditioned on its anatomy (the model's anatomy prompts: {}; images without \
+             one: the prompt alone).\n\n",
+            run.anatomy_prompts.join(", ")
+        ));
+    }
     s.push_str(&format!(
         "Timing: {:.1} s for {} images, **{:.3} images/s** (whole benchmark, model loading excluded); \
          scoring {:.1} s (**{:.1}%** of the time), denoising {:.1} s, PSNR/SSIM/VIF {:.1} s, reading {:.1} s.\n\n",
@@ -315,6 +322,7 @@ pub fn write_reports(dir: &Path, run: &BenchRun, summary: &Summary, prov: &Prove
         "summary": summary,
         "images": run.images,
         "methods": run.methods,
+        "anatomy_prompts": run.anatomy_prompts,
     });
     write("summary.json", &serde_json::to_string_pretty(&json).expect("serializes"))?;
     write("summary.md", &summary_markdown(run, summary, prov))?;

@@ -116,6 +116,16 @@ pub fn run(
         methods.push(m);
     }
     let info = criterion.info();
+    let anatomies = prompt_anatomies(&images, &info.anatomies, opts.anatomy_prompts)?;
+    // Scores of the images `rows` (indices into `images`), each on its anatomy prompt if so conditioned.
+    let score = |y: &Tensor, rows: &[usize]| -> Result<Vec<f64>> {
+        to_vec(&match &anatomies {
+            Some(each) => {
+                criterion.score_anatomies(y, &rows.iter().map(|&i| each[i].clone()).collect::<Vec<_>>())?
+            }
+            None => criterion.score(y)?,
+        })
+    };
     // Images in the model's input space, from the LDCTIQA [0, 1] space denoisers work in.
     let to_model_space = |x: &Tensor| Window::LDCTIQA.convert(x, Space::Unit, info.input);
     let mut timing = Timing { images: n, ..Timing::default() };
@@ -177,12 +187,14 @@ pub fn run(
         };
         let ref_windowed = ref_t.as_ref().map(window_each).transpose()?;
         let ref_hu = ref_t.as_ref().map(hu_plus_1024);
+        let all: Vec<usize> = (i0..i0 + count).collect();
+        let ref_rows: Vec<usize> = ref_idx.iter().map(|j| i0 + j).collect();
         timing.load_seconds += t.elapsed().as_secs_f64();
 
         // Scores and full-reference metrics of one batch of images (of the method `m`).
         let evaluate = |m: &mut MethodRun, y: &Tensor, timing: &mut Timing| -> Result<()> {
             let t = Instant::now();
-            let scores = to_vec(&criterion.score(&to_model_space(y)?)?)?;
+            let scores = score(&to_model_space(y)?, &all)?;
             timing.score_seconds += t.elapsed().as_secs_f64();
             for (j, s) in scores.into_iter().enumerate() {
                 m.scores[i0 + j] = Some(s);
@@ -208,17 +220,15 @@ pub fn run(
         };
         on_event(Event::Method { method: "input" });
         evaluate(&mut methods[0], &x, &mut timing)?;
-        let all: Vec<usize> = (i0..i0 + count).collect();
         if let Some(maps) = maps.as_mut() {
             maps.add(criterion, "input", &x, &to_model_space(&x)?, &all)?;
         }
         if let Some(r) = &ref_t {
             if let Some(maps) = maps.as_mut() {
-                let at: Vec<usize> = ref_idx.iter().map(|j| i0 + j).collect();
-                maps.add(criterion, "reference", r, &to_model_space(r)?, &at)?;
+                maps.add(criterion, "reference", r, &to_model_space(r)?, &ref_rows)?;
             }
             let t = Instant::now();
-            let scores = to_vec(&criterion.score(&to_model_space(r)?)?)?;
+            let scores = score(&to_model_space(r)?, &ref_rows)?;
             timing.score_seconds += t.elapsed().as_secs_f64();
             for (k, &j) in ref_idx.iter().enumerate() {
                 methods[1].scores[i0 + j] = Some(scores[k]);
@@ -257,7 +267,39 @@ pub fn run(
     timing.total_seconds = start.elapsed().as_secs_f64();
     timing.images_per_second = n as f64 / timing.total_seconds.max(1e-9);
     timing.score_share = timing.score_seconds / timing.total_seconds.max(1e-9);
-    Ok(BenchRun { images, methods, timing, window: opts.window, maps })
+    let anatomy_prompts = if anatomies.is_some() { info.anatomies } else { Vec::new() };
+    Ok(BenchRun { images, methods, timing, window: opts.window, anatomy_prompts, maps })
+}
+
+/// Each image's anatomy prompt (`None`: the prompt alone) when `wanted` and the criterion has anatomy
+/// prompts (`known`); an image's anatomy that is not one of them is an error naming it.
+fn prompt_anatomies(
+    images: &[ImageRecord],
+    known: &[String],
+    wanted: bool,
+) -> Result<Option<Vec<Option<String>>>> {
+    if !wanted || known.is_empty() {
+        return Ok(None);
+    }
+    let each = images
+        .iter()
+        .map(|r| {
+            let Some(a) = r.anatomy.as_deref().map(|a| a.trim().to_ascii_lowercase()) else {
+                return Ok(None);
+            };
+            if known.contains(&a) {
+                Ok(Some(a))
+            } else {
+                Err(Error::InvalidInput(format!(
+                    "anatomy {a:?} of {}: the model's anatomy prompts are {} (score every image with one \
+                     anatomy, or none, to benchmark it anyway)",
+                    r.file,
+                    known.join(", ")
+                )))
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(each))
 }
 
 fn save_batch(dir: &Path, y: &Tensor, images: &[ImageRecord]) -> Result<()> {

@@ -140,6 +140,8 @@ fn run_bench(args: RunArgs) -> anyhow::Result<()> {
         batch: args.batch,
         window: args.window,
         anatomy_windows: args.anatomy_windows,
+        // A model with anatomy prompts scores each image on its own, unless --anatomy names one for all.
+        anatomy_prompts: args.prompt.anatomy.is_none(),
         bootstrap: args.bootstrap,
         seed: args.seed,
         limit: args.limit,

@@ -115,7 +115,8 @@ pub struct PromptArgs {
     /// Override the FiLM strength (0 disables the prompt).
     #[arg(long, allow_hyphen_values = true)]
     pub film_strength: Option<f64>,
-    /// The images' anatomy, for a model with anatomy prompts (one of its `anatomies`).
+    /// The images' anatomy, for a model with anatomy prompts (one of its `anatomies`). `ldctq bench`
+    /// otherwise conditions each image on its own anatomy (manifest column or meta.json).
     #[arg(long)]
     pub anatomy: Option<String>,
 }

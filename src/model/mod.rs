@@ -588,9 +588,22 @@ impl QualityModel {
     /// Scores of images in the model's input space, any size: (N, H, W) or (N, 1, H, W) -> (N).
     /// Differentiable with respect to `images` when they require grad.
     pub fn score_images(&self, images: &Tensor) -> Result<Tensor> {
+        self.score_images_for(images, None)
+    }
+
+    /// [`Self::score_images`], each image conditioned on its anatomy when `anatomies` are given (see
+    /// [`Self::forward_anatomies`]).
+    pub(crate) fn score_images_for(
+        &self,
+        images: &Tensor,
+        anatomies: Option<&[Option<String>]>,
+    ) -> Result<Tensor> {
         // Preprocess in f32 (f64 for an f64 model); the vision tower casts to its own dtype.
         Preprocess::check(images)?;
         let pixel_values = self.config.preprocess().pixel_values(&images.f_to_kind(self.output_kind())?)?;
-        self.forward_t(&pixel_values, None)
+        match anatomies {
+            Some(each) => self.forward_anatomies(&pixel_values, each, None),
+            None => self.forward_t(&pixel_values, None),
+        }
     }
 }
