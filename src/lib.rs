@@ -53,7 +53,7 @@ pub mod placement;
 pub mod plots;
 pub mod preprocess;
 pub mod rng;
-pub(crate) mod runtime;
+pub mod runtime;
 pub mod siglip;
 pub mod simulate;
 pub mod tokenizer;

@@ -140,7 +140,8 @@ impl Attention {
                 && crate::runtime::explicit_cpu_attention());
         let (q, k, v) = match self.fused() {
             Some((w, bias)) => {
-                let qkv = xs.f_linear(w, Some(bias))?.f_view([b, n, 3, h, hd])?;
+                let (w, bias) = (w.f_to_kind(xs.kind())?, bias.f_to_kind(xs.kind())?); // see `product_kind`
+                let qkv = xs.f_linear(&w, Some(&bias))?.f_view([b, n, 3, h, hd])?;
                 let qkv = qkv.f_permute([2, 0, 3, 1, 4])?; // (3, B, heads, N, hd)
                 (qkv.f_select(0, 0)?, qkv.f_select(0, 1)?, qkv.f_select(0, 2)?)
             }
@@ -169,7 +170,8 @@ fn bias(l: &nn::Linear) -> &Tensor {
 ///
 /// The residual stream keeps the dtype it comes in: a bf16 vision tower gets an f32 stream from its
 /// patch embedding, so each block's small update is added in f32 rather than rounded into a bf16
-/// sum 27 times over; layer norms run in the stream's dtype and the matrix products in the weights'.
+/// sum 27 times over; layer norms run in the stream's dtype and the matrix products in the weights'
+/// (or in f32 on a CPU without fast bf16 products, `runtime::product_kind`).
 #[derive(Debug)]
 struct EncoderLayer {
     layer_norm1: nn::LayerNorm,
@@ -195,7 +197,8 @@ impl EncoderLayer {
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let (kind, stream) = (self.mlp.kind(), xs.kind()); // the weights' dtype, the stream's
+        // The products' dtype (the weights', or f32 where the CPU multiplies them slowly), the stream's.
+        let (kind, stream) = (crate::runtime::product_kind(self.mlp.kind(), xs.device()), xs.kind());
         let residual = xs;
         let xs = self.self_attn.forward(&norm(&self.layer_norm1, self.eps, xs)?.f_to_kind(kind)?)?;
         let xs = residual.f_add(&xs.f_to_kind(stream)?)?;

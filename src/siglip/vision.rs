@@ -105,7 +105,8 @@ impl MultiheadAttention {
         let (b, l, d) = query.size3()?;
         let n = xs.size()[1];
         let (h, hd) = (self.num_heads, d / self.num_heads);
-        let (w, bias) = (&self.in_proj_weight, &self.in_proj_bias);
+        let (w, bias) =
+            (&self.in_proj_weight.f_to_kind(xs.kind())?, &self.in_proj_bias.f_to_kind(xs.kind())?);
         let q = query.f_linear(&w.f_narrow(0, 0, d)?, Some(&bias.f_narrow(0, 0, d)?))?;
         let kv = xs.f_linear(&w.f_narrow(0, d, 2 * d)?, Some(&bias.f_narrow(0, d, 2 * d)?))?;
         // (B, len, D) -> (B, heads, len, hd)
@@ -143,7 +144,7 @@ impl PoolingHead {
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let (b, _, d) = xs.size3()?;
-        let probe = self.probe.f_expand([b, 1, d], false)?; // (B, 1, D)
+        let probe = self.probe.f_to_kind(xs.kind())?.f_expand([b, 1, d], false)?; // (B, 1, D)
         let xs = self.attention.forward(&probe, xs)?;
         let residual = &xs;
         let xs = residual.f_add(&self.mlp.forward(&norm(&self.layernorm, self.eps, &xs)?)?)?;
@@ -257,7 +258,11 @@ impl VisionTransformer {
         let xs = self.encoder.forward(&xs, output_hidden_states.then_some(&mut hidden_states))?;
         let last_hidden_state = self.post_layernorm(&xs)?; // (B, N, D)
         let pooler_output = match (&self.head, pool) {
-            (Some(head), true) => Some(head.forward(&last_hidden_state.f_to_kind(head.mlp.kind())?)?),
+            (Some(head), true) => {
+                // Products in `product_kind`; the features in the weights' dtype.
+                let kind = crate::runtime::product_kind(head.mlp.kind(), last_hidden_state.device());
+                Some(head.forward(&last_hidden_state.f_to_kind(kind)?)?.f_to_kind(head.mlp.kind())?)
+            }
             _ => None,
         };
         Ok(VisionOutput { last_hidden_state, pooler_output, hidden_states })
