@@ -107,9 +107,9 @@ pub fn reduced_products() -> ReducedProducts {
 
 /// The dtype in which the matrix products of weights of dtype `kind` on `device` run: the weights'
 /// own, except bf16 or f16 on a CPU whose products in that dtype are slower than in f32. Without
-/// AVX-512-BF16 or AMX, libtorch emulates bf16 products: measured 1 GFLOP/s against 51 GFLOP/s in f32 on
-/// an AVX2 Zen 3 (docs/performance.md), so a bf16 MedSigLIP-448 forward pass would take minutes. There
-/// the weights stay bf16 in memory and are cast to f32 where they are used.
+/// AVX-512-BF16 or AMX, libtorch emulates bf16 products: measured 2 GFLOP/s against 129 GFLOP/s in
+/// f32 on an AVX2 Zen 3 (docs/performance.md), so a bf16 MedSigLIP-448 forward pass would take minutes.
+/// There the weights stay bf16 in memory and are cast to f32 where they are used.
 ///
 /// With [`ReducedProducts::Auto`]: native where the CPU has the instructions (AVX-512-BF16 for bf16,
 /// AVX-512-FP16 for f16), otherwise whichever of the two dtypes multiplies faster in a short
