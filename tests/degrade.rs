@@ -167,5 +167,45 @@ fn order_pairs_pair_only_eligible_images_and_degrade_them() {
     assert_eq!(common::max_abs_diff(&worse, &again), 0.0);
     assert!(OrderPairs { kinds: vec![], weight: 1.0, min_label: 3.0 }.validate().is_err());
     assert!(OrderPairs { kinds: vec![OrderKind::Blur], weight: 0.0, min_label: 3.0 }.validate().is_err());
-    assert!("sharpen".parse::<OrderKind>().is_err());
+    assert!("deblur".parse::<OrderKind>().is_err());
+}
+
+/// `offset` shifts every value of a copy by one amount, 0.5-2 % of the value range, either way, for
+/// any image; `sharpen` overshoots edges (values beyond both sides of a step) and pairs only
+/// well-labelled images.
+#[test]
+fn offset_and_sharpen_pairs_shift_calibration_and_overshoot_edges() {
+    let step = Tensor::cat(
+        &[
+            Tensor::zeros([1, 1, 16, 8], (Kind::Float, Device::Cpu)),
+            Tensor::ones([1, 1, 16, 8], (Kind::Float, Device::Cpu)),
+        ],
+        3,
+    ) * 0.5
+        + 0.25; // 0.25 | 0.75
+    let x = Tensor::cat(&[&step, &step, &step], 0);
+    let low = Tensor::from_slice(&[0.5f32, 1.0, 2.0]);
+    let offset = OrderPairs { kinds: vec!["offset".parse().unwrap()], weight: 1.0, min_label: 3.0 };
+    let (worse, which) = offset.degrade(&x, &low, 1400.0, &mut Rng::new(3)).unwrap().unwrap();
+    assert_eq!(which.size(), vec![3], "offset pairs any image");
+    for i in 0..3 {
+        let d = worse.get(i) - x.get(i);
+        let (lo, hi) = (d.min().double_value(&[]), d.max().double_value(&[]));
+        assert!((hi - lo).abs() < 1e-3, "one shift per copy: {lo} .. {hi}");
+        assert!((7.0 - 1e-3..=28.0 + 1e-3).contains(&lo.abs()), "0.5-2 % of 1400: {lo}");
+    }
+    let sharpen = OrderPairs { kinds: vec![OrderKind::Sharpen], weight: 1.0, min_label: 3.0 };
+    assert!(sharpen.degrade(&x, &low, 1.0, &mut Rng::new(4)).unwrap().is_none(), "only labels >= 3");
+    let y = Tensor::from_slice(&[3.0f32, 4.0, 1.0]);
+    let (worse, which) = sharpen.degrade(&x, &y, 1.0, &mut Rng::new(4)).unwrap().unwrap();
+    assert_eq!(Vec::<i64>::try_from(which).unwrap(), vec![0, 1]);
+    for i in 0..2 {
+        let w = worse.get(i);
+        assert!(
+            w.max().double_value(&[]) > 0.76 && w.min().double_value(&[]) < 0.24,
+            "overshoot on both sides"
+        );
+        let far = w.double_value(&[0, 0, 0]); // a corner, 8 px from the step
+        assert!((far - 0.25).abs() < 1e-3, "flat regions stay: {far}");
+    }
 }

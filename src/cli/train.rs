@@ -63,13 +63,13 @@ pub struct Args {
     #[arg(long, allow_hyphen_values = true, conflicts_with = "init_from")]
     window: Option<Window>,
     /// Weakly supervised order pairs, each image against a degraded copy of itself: any of blur,
-    /// oversmooth, noise, texture (comma-separated).
+    /// oversmooth, noise, texture, offset, sharpen (comma-separated; see `ldctq::train::OrderKind`).
     #[arg(long, value_delimiter = ',')]
     order_pairs: Vec<OrderKind>,
     /// Weight of the order-pair term.
     #[arg(long, default_value_t = 1.0)]
     order_weight: f64,
-    /// Blur and oversmooth pairs only for images labelled at least this.
+    /// Blur, oversmooth and sharpen pairs only for images labelled at least this.
     #[arg(long, default_value_t = 3.0)]
     order_min_label: f64,
     /// Weight of the input-gradient-norm penalty (0: off; double backward, about 3x slower).

@@ -6,10 +6,16 @@
 //! * `blur`: Gaussian blur, sigma 0.5-1.5 px (1-3 px at twice the model size);
 //! * `oversmooth`: a 3 x 3 median or box filter, or a bilateral filter;
 //! * `noise`: added white noise, std 0.5-3 % of the value range;
-//! * `texture`: added blotchy noise (white noise smoothed by 1-2 px), std 0.5-2 % of the range.
+//! * `texture`: added blotchy noise (white noise smoothed by 1-2 px), std 0.5-2 % of the range;
+//! * `offset`: a global shift of the values by 0.5-2 % of the range (7-28 HU in the LDCTIQA window):
+//!   CT numbers off their calibration, as a denoiser trained on the score alone learns to do
+//!   (docs/perceptual-loss.md);
+//! * `sharpen`: an unsharp mask, `x + a (x - G_sigma x)`, a 0.5-1.5, sigma 1-2 px: edge overshoot and
+//!   amplified noise, the other way of gaming the score seen there.
 //!
-//! Smoothing can improve a noisy image, so `blur` and `oversmooth` pair only images labelled at least
-//! [`OrderPairs::min_label`]; added noise always degrades, so `noise` and `texture` pair any image.
+//! Smoothing can improve a noisy image and sharpening a blurred one, so `blur`, `oversmooth` and
+//! `sharpen` pair only images labelled at least [`OrderPairs::min_label`]; added noise and a shifted
+//! calibration always degrade, so `noise`, `texture` and `offset` pair any image.
 //! Draws come from the run's seeded [`Rng`] (resumable like the rest of the trainer).
 use crate::error::{Error, Result};
 use crate::filters;
@@ -25,12 +31,15 @@ pub enum OrderKind {
     Oversmooth,
     Noise,
     Texture,
+    Offset,
+    Sharpen,
 }
 
 impl OrderKind {
-    /// Whether smoothing: paired only for well-labelled images.
-    fn smooths(self) -> bool {
-        matches!(self, Self::Blur | Self::Oversmooth)
+    /// Whether it changes sharpness (which can also improve an image): paired only for well-labelled
+    /// images.
+    fn changes_sharpness(self) -> bool {
+        matches!(self, Self::Blur | Self::Oversmooth | Self::Sharpen)
     }
 }
 
@@ -42,7 +51,9 @@ impl std::str::FromStr for OrderKind {
             "oversmooth" => Ok(Self::Oversmooth),
             "noise" => Ok(Self::Noise),
             "texture" => Ok(Self::Texture),
-            other => Err(format!("{other:?}: expected blur, oversmooth, noise or texture")),
+            "offset" => Ok(Self::Offset),
+            "sharpen" => Ok(Self::Sharpen),
+            other => Err(format!("{other:?}: expected blur, oversmooth, noise, texture, offset or sharpen")),
         }
     }
 }
@@ -83,8 +94,12 @@ impl OrderPairs {
         let labels = Vec::<f64>::try_from(y.to_kind(Kind::Double).to_device(tch::Device::Cpu))?;
         let (mut copies, mut index) = (Vec::new(), Vec::new());
         for (i, &label) in labels.iter().enumerate() {
-            let eligible: Vec<OrderKind> =
-                self.kinds.iter().copied().filter(|k| !k.smooths() || label >= self.min_label).collect();
+            let eligible: Vec<OrderKind> = self
+                .kinds
+                .iter()
+                .copied()
+                .filter(|k| !k.changes_sharpness() || label >= self.min_label)
+                .collect();
             if eligible.is_empty() {
                 continue;
             }
@@ -114,6 +129,15 @@ fn degrade_one(x: &Tensor, kind: OrderKind, value_range: f64, rng: &mut Rng) -> 
         OrderKind::Texture => {
             let grain = rng.range(1.0, 2.0);
             x.f_add(&noise(&x, grain, rng.range(0.005, 0.02) * value_range, rng)?)?
+        }
+        OrderKind::Offset => {
+            let sign = if rng.below(2) == 0 { -1.0 } else { 1.0 };
+            x.f_add_scalar(sign * rng.range(0.005, 0.02) * value_range)?
+        }
+        OrderKind::Sharpen => {
+            let (amount, sigma) = (rng.range(0.5, 1.5), rng.range(1.0, 2.0));
+            let detail = x.f_sub(&filters::gaussian(&x, sigma)?)?;
+            x.f_add(&detail.f_mul_scalar(amount)?)?
         }
     })
 }
