@@ -178,6 +178,15 @@ fn score_and_grad_by_autograd<C: QualityCriterion + ?Sized>(
     })
 }
 
+/// `f` with a graph when `images` require grad (the score enters a larger graph), else without.
+fn graph_if_grad<T>(images: &Tensor, f: impl FnOnce() -> T) -> T {
+    if images.requires_grad() {
+        f()
+    } else {
+        tch::no_grad(f)
+    }
+}
+
 impl QualityCriterion for QualityModel {
     fn info(&self) -> CriterionInfo {
         CriterionInfo {
@@ -200,19 +209,11 @@ impl QualityCriterion for QualityModel {
     }
 
     fn score(&self, images: &Tensor) -> Result<Tensor> {
-        if images.requires_grad() {
-            self.score_images(images)
-        } else {
-            tch::no_grad(|| self.score_images(images))
-        }
+        graph_if_grad(images, || self.score_images(images))
     }
 
     fn score_anatomies(&self, images: &Tensor, anatomies: &[Option<String>]) -> Result<Tensor> {
-        if images.requires_grad() {
-            self.score_images_for(images, Some(anatomies))
-        } else {
-            tch::no_grad(|| self.score_images_for(images, Some(anatomies)))
-        }
+        graph_if_grad(images, || self.score_images_for(images, Some(anatomies)))
     }
 
     /// With activation checkpointing on ([`QualityModel::set_activation_checkpointing`]), the encoder

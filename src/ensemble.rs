@@ -53,6 +53,14 @@ impl Ensemble {
     }
 }
 
+impl Ensemble {
+    /// The mean over the members of `score` (N).
+    fn mean_score(&self, score: impl Fn(&QualityModel) -> Result<Tensor>) -> Result<Tensor> {
+        let scores = self.members.iter().map(score).collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::f_stack(&scores, 0)?.f_mean_dim(0, false, scores[0].kind())?)
+    }
+}
+
 impl QualityCriterion for Ensemble {
     fn info(&self) -> CriterionInfo {
         CriterionInfo {
@@ -62,14 +70,11 @@ impl QualityCriterion for Ensemble {
     }
 
     fn score(&self, images: &Tensor) -> Result<Tensor> {
-        let scores = self.members.iter().map(|m| m.score(images)).collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::f_stack(&scores, 0)?.f_mean_dim(0, false, scores[0].kind())?)
+        self.mean_score(|m| m.score(images))
     }
 
     fn score_anatomies(&self, images: &Tensor, anatomies: &[Option<String>]) -> Result<Tensor> {
-        let scores =
-            self.members.iter().map(|m| m.score_anatomies(images, anatomies)).collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::f_stack(&scores, 0)?.f_mean_dim(0, false, scores[0].kind())?)
+        self.mean_score(|m| m.score_anatomies(images, anatomies))
     }
 
     /// Intrinsic and occlusion: the mean of the members' maps; gradient: that of the mean score.

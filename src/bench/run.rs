@@ -284,11 +284,10 @@ fn prompt_anatomies(
     let each = images
         .iter()
         .map(|r| {
-            let Some(a) = r.anatomy.as_deref().map(|a| a.trim().to_ascii_lowercase()) else {
-                return Ok(None);
-            };
-            if known.contains(&a) {
-                Ok(Some(a))
+            // Records carry lower-case anatomies (`data::read_meta`, manifest columns).
+            let Some(a) = &r.anatomy else { return Ok(None) };
+            if known.contains(a) {
+                Ok(Some(a.clone()))
             } else {
                 Err(Error::InvalidInput(format!(
                     "anatomy {a:?} of {}: the model's anatomy prompts are {} (score every image with one \
