@@ -97,7 +97,23 @@ pub fn gradient_sigma(h: i64, w: i64) -> f64 {
 /// [`MapMethod::Gradient`] of any criterion: the Gaussian-smoothed |vector-Jacobian product with ones|.
 pub fn gradient_map<C: QualityCriterion + ?Sized>(criterion: &C, images: &Tensor) -> Result<Tensor> {
     Preprocess::check(images)?;
-    let (scores, grad) = criterion.score_and_grad(images, None)?;
+    smoothed_magnitude(criterion.score_and_grad(images, None)?)
+}
+
+/// [`gradient_map`] of images each conditioned on its own anatomy
+/// ([`QualityCriterion::score_anatomies`]).
+pub fn gradient_map_anatomies<C: QualityCriterion + ?Sized>(
+    criterion: &C,
+    images: &Tensor,
+    anatomies: &[Option<String>],
+) -> Result<Tensor> {
+    Preprocess::check(images)?;
+    smoothed_magnitude(score_and_grad_of(images, None, |x| criterion.score_anatomies(x, anatomies))?)
+}
+
+/// The gradient map of (scores, gradient): |gradient| as (N, H, W) in the scores' dtype, smoothed by
+/// a Gaussian of [`gradient_sigma`].
+fn smoothed_magnitude((scores, grad): (Tensor, Tensor)) -> Result<Tensor> {
     let size = grad.size();
     let (n, h, w) = (size[0], size[size.len() - 2], size[size.len() - 1]);
     tch::no_grad(|| {
@@ -148,6 +164,26 @@ pub trait QualityCriterion {
         }
     }
 
+    /// [`Self::quality_map`] of images each conditioned on its own anatomy, as
+    /// [`Self::score_anatomies`] takes them. The default: [`Self::quality_map`] when no image names an
+    /// anatomy, the gradient map of [`Self::score_anatomies`] otherwise, other methods refused.
+    fn quality_map_anatomies(
+        &self,
+        images: &Tensor,
+        method: MapMethod,
+        anatomies: &[Option<String>],
+    ) -> Result<Tensor> {
+        match (anatomies.iter().flatten().next(), method) {
+            (None, _) => self.quality_map(images, method),
+            (Some(_), MapMethod::Gradient) => gradient_map_anatomies(self, images, anatomies),
+            (Some(a), _) => Err(Error::Unsupported(format!(
+                "{}: no {} quality map conditioned on an anatomy (got {a:?})",
+                self.info().name,
+                method.name()
+            ))),
+        }
+    }
+
     /// A loss to minimise: `4 - score` (the distance to the best score), reduced; f32 (f64 for f64
     /// scores).
     fn loss(&self, images: &Tensor, reduction: Reduction) -> Result<Tensor> {
@@ -161,16 +197,26 @@ pub trait QualityCriterion {
     }
 }
 
-/// The vector-Jacobian product through one autograd graph of `score`. The whole graph, the weighted
-/// sum included, is built with gradient mode on, so callers may hold a `tch::no_grad` guard.
+/// The vector-Jacobian product through one autograd graph of `score`.
 fn score_and_grad_by_autograd<C: QualityCriterion + ?Sized>(
     criterion: &C,
     images: &Tensor,
     upstream: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
+    score_and_grad_of(images, upstream, |x| criterion.score(x))
+}
+
+/// Scores by `score` and their vector-Jacobian product with `upstream`, through one autograd graph.
+/// The whole graph, the weighted sum included, is built with gradient mode on, so callers may hold a
+/// `tch::no_grad` guard.
+fn score_and_grad_of(
+    images: &Tensor,
+    upstream: Option<&Tensor>,
+    score: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<(Tensor, Tensor)> {
     tch::with_grad(|| {
         let x = images.f_detach()?.f_set_requires_grad(true)?;
-        let scores = criterion.score(&x)?;
+        let scores = score(&x)?;
         let u = upstream_vector(&scores, upstream)?;
         let total = scores.f_mul(&u)?.f_sum(scores.kind())?;
         let grad = Tensor::f_run_backward(&[&total], &[&x], false, false)?.remove(0);
@@ -202,9 +248,22 @@ impl QualityCriterion for QualityModel {
 
     fn quality_map(&self, images: &Tensor, method: MapMethod) -> Result<Tensor> {
         match method {
-            MapMethod::Intrinsic => self.intrinsic_map(images),
-            MapMethod::Occlusion => self.occlusion_map(images),
+            MapMethod::Intrinsic => self.intrinsic_map(images, None),
+            MapMethod::Occlusion => self.occlusion_map(images, None),
             MapMethod::Gradient => gradient_map(self, images),
+        }
+    }
+
+    fn quality_map_anatomies(
+        &self,
+        images: &Tensor,
+        method: MapMethod,
+        anatomies: &[Option<String>],
+    ) -> Result<Tensor> {
+        match method {
+            MapMethod::Intrinsic => self.intrinsic_map(images, Some(anatomies)),
+            MapMethod::Occlusion => self.occlusion_map(images, Some(anatomies)),
+            MapMethod::Gradient => gradient_map_anatomies(self, images, anatomies),
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! An ensemble folder holds `ensemble.json`: `{"format_version": 1, "members": ["../folds/fold-0/best", ...]}`
 //! (paths relative to the folder, or absolute). Members must share input space and image size.
-use crate::criterion::{gradient_map, CriterionInfo, MapMethod, QualityCriterion};
+use crate::criterion::{gradient_map, gradient_map_anatomies, CriterionInfo, MapMethod, QualityCriterion};
 use crate::error::{Error, Result};
 use crate::model::{QualityConfig, QualityModel, FORMAT_VERSION};
 use crate::placement::Placement;
@@ -54,10 +54,10 @@ impl Ensemble {
 }
 
 impl Ensemble {
-    /// The mean over the members of `score` (N).
-    fn mean_score(&self, score: impl Fn(&QualityModel) -> Result<Tensor>) -> Result<Tensor> {
-        let scores = self.members.iter().map(score).collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::f_stack(&scores, 0)?.f_mean_dim(0, false, scores[0].kind())?)
+    /// The mean over the members of `each` (scores (N) or maps (N, H, W)).
+    fn member_mean(&self, each: impl Fn(&QualityModel) -> Result<Tensor>) -> Result<Tensor> {
+        let values = self.members.iter().map(each).collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::f_stack(&values, 0)?.f_mean_dim(0, false, values[0].kind())?)
     }
 }
 
@@ -70,11 +70,11 @@ impl QualityCriterion for Ensemble {
     }
 
     fn score(&self, images: &Tensor) -> Result<Tensor> {
-        self.mean_score(|m| m.score(images))
+        self.member_mean(|m| m.score(images))
     }
 
     fn score_anatomies(&self, images: &Tensor, anatomies: &[Option<String>]) -> Result<Tensor> {
-        self.mean_score(|m| m.score_anatomies(images, anatomies))
+        self.member_mean(|m| m.score_anatomies(images, anatomies))
     }
 
     /// Intrinsic and occlusion: the mean of the members' maps; gradient: that of the mean score.
@@ -82,8 +82,20 @@ impl QualityCriterion for Ensemble {
         if method == MapMethod::Gradient {
             return gradient_map(self, images);
         }
-        let maps = self.members.iter().map(|m| m.quality_map(images, method)).collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::f_stack(&maps, 0)?.f_mean_dim(0, false, maps[0].kind())?)
+        self.member_mean(|m| m.quality_map(images, method))
+    }
+
+    /// As [`Self::quality_map`], each member conditioning each image on its anatomy.
+    fn quality_map_anatomies(
+        &self,
+        images: &Tensor,
+        method: MapMethod,
+        anatomies: &[Option<String>],
+    ) -> Result<Tensor> {
+        if method == MapMethod::Gradient {
+            return gradient_map_anatomies(self, images, anatomies);
+        }
+        self.member_mean(|m| m.quality_map_anatomies(images, method, anatomies))
     }
 
     /// The mean of the members' scores and vector-Jacobian products, one member's graph at a time.
@@ -202,6 +214,18 @@ impl QualityCriterion for Scorer {
         match self {
             Self::Single(m) => m.quality_map(images, method),
             Self::Ensemble(e) => e.quality_map(images, method),
+        }
+    }
+
+    fn quality_map_anatomies(
+        &self,
+        images: &Tensor,
+        method: MapMethod,
+        anatomies: &[Option<String>],
+    ) -> Result<Tensor> {
+        match self {
+            Self::Single(m) => m.quality_map_anatomies(images, method, anatomies),
+            Self::Ensemble(e) => e.quality_map_anatomies(images, method, anatomies),
         }
     }
 

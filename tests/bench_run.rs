@@ -124,9 +124,10 @@ fn anatomy_prompt_models_score_each_image_on_its_anatomy() {
     let run = |m: &dyn QualityCriterion, o: &BenchOptions| {
         bench::run(m, &data, vec![], o, Device::Cpu, &mut |_| {})
     };
-    let per = run(&model, &opts()).unwrap();
+    let with_maps = BenchOptions { maps: true, ..opts() };
+    let per = run(&model, &with_maps).unwrap();
     assert_eq!(per.anatomy_prompts, ["abdomen", "chest"]);
-    let fixed = BenchOptions { anatomy_prompts: false, ..opts() };
+    let fixed = BenchOptions { anatomy_prompts: false, ..with_maps.clone() };
     let mut by_setting = Vec::new();
     for a in [None, Some("abdomen"), Some("chest")] {
         model.set_anatomy(a).unwrap();
@@ -140,6 +141,15 @@ fn anatomy_prompt_models_score_each_image_on_its_anatomy() {
             let (got, want) = (m.scores[i].unwrap(), w.scores[i].unwrap());
             assert!((got - want).abs() < 1e-5, "{} image {i} ({:?}): {got} vs {want}", m.name, r.anatomy);
         }
+    }
+    // So are the maps of the first images (every method and map method).
+    for p in &per.maps.as_ref().unwrap().panels {
+        let anatomy = per.images[p.image].anatomy.as_deref();
+        let (_, want) = by_setting.iter().find(|(a, _)| *a == anatomy).unwrap();
+        let panels = &want.maps.as_ref().unwrap().panels;
+        let w = panels.iter().find(|q| (q.image, &q.method, q.map) == (p.image, &p.method, p.map)).unwrap();
+        let diff = p.values.iter().zip(&w.values).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(diff < 1e-5, "{} {} map of image {} ({anatomy:?}): {diff}", p.method, p.map.name(), p.image);
     }
     // The conditioning matters (f32 scores of a random model, film strength 3).
     let (chest, plain) = (&by_setting[2].1.methods[0].scores, &by_setting[0].1.methods[0].scores);

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{fixture, max_abs_diff, synthetic_set, temp_dir, tiny_train_config};
+use ldctq::criterion::MapMethod;
 use ldctq::data::Dataset;
 use ldctq::model::{PromptInit, PromptMode, QualityConfig, QualityModel, Widths, CONTEXT_KEY};
 use ldctq::train::{Cache, Event, LearnPrompt, TrainConfig, Trainer};
@@ -289,6 +290,27 @@ fn anatomy_prompts_condition_each_image_on_its_anatomy() {
     }
     // The anatomy word changes the conditioning.
     assert!(max_abs_diff(&by_setting[0].1, &by_setting[2].1) > 1e-6);
+    // So do its quality maps, every method (the criterion's per-image maps; f64).
+    model.set_anatomy(None).unwrap();
+    for method in MapMethod::ALL {
+        let mixed = model.quality_map_anatomies(&x, method, &each).unwrap();
+        for a in [None, Some("abdomen"), Some("head")] {
+            model.set_anatomy(a).unwrap();
+            let want = model.quality_map(&x, method).unwrap();
+            for (i, _) in each.iter().enumerate().filter(|(_, e)| e.as_deref() == a) {
+                let diff = max_abs_diff(&mixed.get(i as i64), &want.get(i as i64));
+                assert!(diff < 1e-10, "{} map of image {i} ({a:?}) differs by {diff}", method.name());
+            }
+            if a.is_none() {
+                // Image 0 is a head image: its map is not the unconditioned one.
+                assert!(max_abs_diff(&mixed.get(0), &want.get(0)) > 1e-8, "{}", method.name());
+            }
+        }
+        model.set_anatomy(None).unwrap();
+        let err = model.quality_map_anatomies(&x, method, &each[..3]).unwrap_err();
+        assert!(err.to_string().contains("3 anatomies for 4 images"), "{}: {err}", method.name());
+    }
+    model.set_anatomy(Some("head")).unwrap();
     // Unknown words and miscounts are errors naming the problem.
     let err = model.set_anatomy(Some("chest")).unwrap_err();
     assert!(err.to_string().contains("abdomen, head"), "{err}");

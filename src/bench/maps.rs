@@ -63,7 +63,8 @@ impl BenchMaps {
     }
 
     /// Adds the maps of `method`'s images `y` ((k, 1, H, W) in [0, 1]; `model_space` is how the
-    /// criterion sees them), which are the images `indices` of the run.
+    /// criterion sees them), which are the images `indices` of the run, each conditioned on its
+    /// anatomy prompt when `anatomies` (k entries) are given.
     pub fn add(
         &mut self,
         criterion: &dyn QualityCriterion,
@@ -71,6 +72,7 @@ impl BenchMaps {
         y: &Tensor,
         model_space: &Tensor,
         indices: &[usize],
+        anatomies: Option<&[Option<String>]>,
     ) -> Result<()> {
         let s = self.size;
         let resize = |t: &Tensor| -> Result<Vec<f64>> {
@@ -90,7 +92,11 @@ impl BenchMaps {
         }
         let (h, w) = (y.size()[2], y.size()[3]);
         for map in MapMethod::ALL {
-            let maps = criterion.quality_map(model_space, map)?.f_unsqueeze(1)?; // (k, 1, H, W)
+            let maps = match anatomies {
+                Some(each) => criterion.quality_map_anatomies(model_space, map, each)?,
+                None => criterion.quality_map(model_space, map)?,
+            }
+            .f_unsqueeze(1)?; // (k, 1, H, W)
             let at = match self.means.iter().position(|m| m.method == method && m.map == map) {
                 Some(i) => i,
                 None => {

@@ -117,12 +117,14 @@ pub fn run(
     }
     let info = criterion.info();
     let anatomies = prompt_anatomies(&images, &info.anatomies, opts.anatomy_prompts)?;
-    // Scores of the images `rows` (indices into `images`), each on its anatomy prompt if so conditioned.
+    // The anatomy prompts of the images `rows` (indices into `images`), if so conditioned.
+    let prompts_of = |rows: &[usize]| -> Option<Vec<Option<String>>> {
+        anatomies.as_ref().map(|each| rows.iter().map(|&i| each[i].clone()).collect())
+    };
+    // Scores of the images `rows`, each on its anatomy prompt if so conditioned.
     let score = |y: &Tensor, rows: &[usize]| -> Result<Vec<f64>> {
-        to_vec(&match &anatomies {
-            Some(each) => {
-                criterion.score_anatomies(y, &rows.iter().map(|&i| each[i].clone()).collect::<Vec<_>>())?
-            }
+        to_vec(&match prompts_of(rows) {
+            Some(each) => criterion.score_anatomies(y, &each)?,
             None => criterion.score(y)?,
         })
     };
@@ -130,6 +132,10 @@ pub fn run(
     let to_model_space = |x: &Tensor| Window::LDCTIQA.convert(x, Space::Unit, info.input);
     let mut timing = Timing { images: n, ..Timing::default() };
     let mut maps = opts.maps.then(|| BenchMaps::new(info.image_size));
+    // The maps of a method's images `y` (the images `rows`), each on its anatomy prompt if so conditioned.
+    let add_maps = |maps: &mut BenchMaps, method: &str, y: &Tensor, rows: &[usize]| -> Result<()> {
+        maps.add(criterion, method, y, &to_model_space(y)?, rows, prompts_of(rows).as_deref())
+    };
     let mut i0 = 0;
     while i0 < n {
         // A batch: consecutive images of one size.
@@ -221,11 +227,11 @@ pub fn run(
         on_event(Event::Method { method: "input" });
         evaluate(&mut methods[0], &x, &mut timing)?;
         if let Some(maps) = maps.as_mut() {
-            maps.add(criterion, "input", &x, &to_model_space(&x)?, &all)?;
+            add_maps(maps, "input", &x, &all)?;
         }
         if let Some(r) = &ref_t {
             if let Some(maps) = maps.as_mut() {
-                maps.add(criterion, "reference", r, &to_model_space(r)?, &ref_rows)?;
+                add_maps(maps, "reference", r, &ref_rows)?;
             }
             let t = Instant::now();
             let scores = score(&to_model_space(r)?, &ref_rows)?;
@@ -247,7 +253,7 @@ pub fn run(
                 Ok(y) => {
                     evaluate(m, &y, &mut timing)?;
                     if let Some(maps) = maps.as_mut() {
-                        maps.add(criterion, &m.name, &y, &to_model_space(&y)?, &all)?;
+                        add_maps(maps, &m.name, &y, &all)?;
                     }
                     if let Some(dir) = &opts.save_images {
                         save_batch(&dir.join(&m.name), &y, &images[i0..i0 + count])?;

@@ -542,13 +542,16 @@ impl QualityModel {
 
     /// The model-intrinsic quality map: `4 - patch score` ([`Self::patch_scores`]) on the patch grid,
     /// upsampled bilinearly (half-pixel centres) to the images' size; in [0, 4], high where quality is
-    /// lost. Computed without a graph.
+    /// lost. Computed without a graph. With `anatomies` (N entries), each image is conditioned on its
+    /// own anatomy (as [`Self::forward_anatomies`]); without, on [`Self::anatomy`].
     ///
     /// # Shapes
     /// `images` as [`Self::score_images`] takes them, (N, H, W) or (N, 1, H, W) -> (N, H, W), f32 (f64
     /// for an f64 model).
-    pub fn intrinsic_map(&self, images: &Tensor) -> Result<Tensor> {
-        self.grid_map(images, |stages| Ok(self.patch_scores(stages)?.f_neg()?.f_add_scalar(4.0)?))
+    pub fn intrinsic_map(&self, images: &Tensor, anatomies: Option<&[Option<String>]>) -> Result<Tensor> {
+        self.grid_map(images, anatomies, |stages| {
+            Ok(self.patch_scores(stages)?.f_neg()?.f_add_scalar(4.0)?)
+        })
     }
 
     /// The occlusion map: [`Self::occlusion_gains`] with blocks of [`OCCLUSION_BLOCK`] on the patch
@@ -557,19 +560,27 @@ impl QualityModel {
     ///
     /// # Shapes
     /// As [`Self::intrinsic_map`].
-    pub fn occlusion_map(&self, images: &Tensor) -> Result<Tensor> {
-        self.grid_map(images, |stages| self.occlusion_gains(stages, OCCLUSION_BLOCK))
+    pub fn occlusion_map(&self, images: &Tensor, anatomies: Option<&[Option<String>]>) -> Result<Tensor> {
+        self.grid_map(images, anatomies, |stages| self.occlusion_gains(stages, OCCLUSION_BLOCK))
     }
 
     /// `per_patch` (N, P) of the images' forward pass, upsampled from the patch grid to (N, H, W).
-    fn grid_map(&self, images: &Tensor, per_patch: impl Fn(&Stages) -> Result<Tensor>) -> Result<Tensor> {
+    fn grid_map(
+        &self,
+        images: &Tensor,
+        anatomies: Option<&[Option<String>]>,
+        per_patch: impl Fn(&Stages) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         Preprocess::check(images)?;
         let size = images.size();
         let (n, h, w) = (size[0], size[size.len() - 2], size[size.len() - 1]);
+        if let Some(each) = anatomies.filter(|each| each.len() as i64 != n) {
+            return Err(Error::InvalidInput(format!("{} anatomies for {n} images", each.len())));
+        }
         tch::no_grad(|| {
             let images = images.f_detach()?.f_to_kind(self.output_kind())?;
-            let stages = self.forward_stages(&self.config.preprocess().pixel_values(&images)?, None)?;
-            let values = per_patch(&stages)?; // (N, P)
+            let pixel_values = self.config.preprocess().pixel_values(&images)?;
+            let values = per_patch(&self.forward_stages_for(&pixel_values, anatomies, None)?)?; // (N, P)
             let side = (values.size()[1] as f64).sqrt().round() as i64; // preprocessing makes it square
             let grid = values.f_reshape([n, 1, side, side])?;
             let map = grid.f_upsample_bilinear2d([h, w], false, None, None)?; // (N, 1, H, W)
