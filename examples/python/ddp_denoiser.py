@@ -13,6 +13,7 @@ MASTER_PORT set. Data: synthetic [0, 1] slices (a disc, noise added), so it runs
 """
 
 import argparse
+import gc
 import os
 
 import torch
@@ -66,6 +67,11 @@ def train(rank: int, world_size: int, args) -> None:
         dist.all_reduce(total)
         if rank == 0 and (step % 5 == 0 or step == args.steps - 1):
             print(f"step {step}: loss {total.item() / world_size:.4f}", flush=True)
+    # DDP holds the process group: free it first, so that destroying the group joins gloo's worker
+    # threads now. Left to the interpreter's exit, a worker still releasing the last all-reduce's
+    # tensor cannot take the GIL and the process aborts ("terminate called without an active exception").
+    del net, opt, total
+    gc.collect()
     dist.destroy_process_group()
 
 
