@@ -29,6 +29,7 @@ rm -rf "$OUT/bench"
 "$LDCTQ" eval --model "$MODEL" --data "$OUT/demo-set" > "$OUT/eval.txt" 2>&1
 "$PY" - "$OUT" <<'PY'
 import csv, json, sys
+from collections import Counter
 from pathlib import Path
 from scipy.stats import spearmanr
 out = Path(sys.argv[1])
@@ -47,11 +48,8 @@ full = [r for r in rows if float(r["dose"]) == 1.0]
 tenth = [r for r in rows if float(r["dose"]) == 0.1]
 mean = lambda rs, m: sum(s(r, m) for r in rs) / len(rs)
 curve = [("0", mean(full, "input"))] + [(g[1:], mean(full, g)) for g in ["g0.5", "g1", "g1.5", "g2", "g3"]]
-above = sum(s(r, "input") > s(r, "g1.5") for r in full) / len(full)
-lost = {}
-for r in full:
-    if s(r, "input") <= s(r, "g1.5"):
-        lost[source(r)] = lost.get(source(r), 0) + 1
+lost = Counter(source(r) for r in full if s(r, "input") <= s(r, "g1.5"))  # slices that lost to their blur
+above = 1 - sum(lost.values()) / len(full)
 falling = all(a[1] > b[1] for a, b in zip(curve[2:], curve[3:]))
 srocc = next((l for l in (out / "eval.txt").read_text().splitlines() if l.startswith("SROCC")), "?")
 res = {
