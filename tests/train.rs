@@ -103,7 +103,11 @@ fn train_in(
     stop_after: Option<usize>,
 ) -> Vec<f64> {
     let base = QualityConfig::new(fixture("siglip/tiny_a").to_str().unwrap(), 16);
-    let cache = Cache::load(&Dataset::open(data).unwrap(), &base).unwrap();
+    let set = Dataset::open(data).unwrap();
+    let mut cache = Cache::load(&set, &base).unwrap();
+    if config.order_pairs.as_ref().is_some_and(|o| o.kinds.contains(&OrderKind::Reference)) {
+        cache = cache.with_references(&set, &base).unwrap(); // as `ldctq train` does
+    }
     let widths = Widths { film_hidden: 8, head_hidden: 8, fusion_hidden: 4 };
     let at = Placement { kind, ..Placement::default() };
     let t = Trainer { base, widths, config, at, out: out.to_path_buf(), cache: &cache };
@@ -206,6 +210,76 @@ fn order_pairs_train_resume_and_teach_that_blur_is_worse() {
         (model.score(&sharp).unwrap() - model.score(&blurred).unwrap()).mean(Kind::Double).double_value(&[]);
     println!("mean score(sharp) - score(blurred) = {gap:.4}");
     assert!(gap > 0.0, "blurred copies score higher on average: {gap}");
+}
+
+/// Writes `reference/` into a [`synthetic_set`]: each image's noise-free ramp.
+fn add_references(data: &Path) {
+    std::fs::create_dir_all(data.join("reference")).unwrap();
+    let ramp = Tensor::linspace(0.2, 0.8, 16, tch::kind::FLOAT_CPU);
+    let clean = (ramp.unsqueeze(0) + ramp.unsqueeze(1) * 0.5).clamp(0.0, 1.0);
+    let arr = ndarray::Array2::from_shape_vec((16, 16), Vec::<f32>::try_from(clean.flatten(0, -1)).unwrap())
+        .unwrap();
+    for entry in std::fs::read_dir(data.join("image")).unwrap() {
+        let name = entry.unwrap().file_name();
+        ldctq::io::write_tiff_f32(&data.join("reference").join(name), &arr.view()).unwrap();
+    }
+}
+
+/// Reference pairs: refused without the images' references (naming the image); with them, resumable,
+/// and the chosen model scores images above their copies moved further from the reference.
+#[test]
+fn reference_pairs_need_references_resume_and_teach_that_further_is_worse() {
+    tch::set_num_threads(1);
+    let data = synthetic_set(24);
+    let config = |epochs| TrainConfig {
+        order_pairs: Some(OrderPairs { kinds: vec![OrderKind::Reference], weight: 2.0, min_label: 2.0 }),
+        augment: None,
+        ..tiny_train_config(epochs)
+    };
+    let base = QualityConfig::new(fixture("siglip/tiny_a").to_str().unwrap(), 16);
+    let set = Dataset::open(&data).unwrap();
+    let err = Cache::load(&set, &base).unwrap().with_references(&set, &base).err().unwrap().to_string();
+    assert!(err.contains("0000.tif") && err.contains("no reference"), "{err}");
+    let cache = Cache::load(&set, &base).unwrap();
+    let widths = Widths { film_hidden: 8, head_hidden: 8, fusion_hidden: 4 };
+    let t = Trainer {
+        base,
+        widths,
+        config: config(1),
+        at: Placement::default(),
+        out: temp_dir("ref-none"),
+        cache: &cache,
+    };
+    let err = t.run(false, &mut |_| ControlFlow::Continue(())).err().unwrap().to_string();
+    assert!(err.contains("reference pairs need"), "{err}");
+
+    add_references(&data);
+    let straight = temp_dir("ref-straight");
+    train(&data, &straight, config(3), false, None);
+    let resumed = temp_dir("ref-resumed");
+    train(&data, &resumed, config(3), false, Some(1));
+    train(&data, &resumed, config(3), true, None);
+    let (a, b) = (weights(&straight.join("folds/fold-1/last")), weights(&resumed.join("folds/fold-1/last")));
+    for ((na, ta), (_, tb)) in a.iter().zip(&b) {
+        assert_eq!(common::max_abs_diff(ta, tb), 0.0, "{na} differs after resume with reference pairs");
+    }
+
+    let out = temp_dir("ref-long");
+    let long = TrainConfig { vision: VisionTraining::Frozen, head_lr: Some(1e-2), ..config(20) };
+    train(&data, &out, long, false, None);
+    let model = QualityModel::load(&out, Placement::default()).unwrap();
+    let base = QualityConfig::new(fixture("siglip/tiny_a").to_str().unwrap(), 16);
+    let set = Dataset::open(&data).unwrap();
+    let cache = Cache::load(&set, &base).unwrap().with_references(&set, &base).unwrap();
+    let refs = cache.references.as_ref().unwrap();
+    let further = &cache.images + (&cache.images - refs) * 0.7;
+    let margin = model.score(&cache.images).unwrap() - model.score(&further).unwrap();
+    let share = margin.gt(0.0).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
+    println!("images above their further copies: {share:.3}");
+    assert!(
+        share >= 0.8,
+        "only {share:.3} of the images outscore their copies moved away from the reference"
+    );
 }
 
 #[test]

@@ -63,7 +63,8 @@ pub struct Args {
     #[arg(long, allow_hyphen_values = true, conflicts_with = "init_from")]
     window: Option<Window>,
     /// Weakly supervised order pairs, each image against a degraded copy of itself: any of blur,
-    /// oversmooth, noise, texture, offset, sharpen (comma-separated; see `ldctq::train::OrderKind`).
+    /// oversmooth, noise, texture, offset, sharpen, reference (comma-separated; see
+    /// `ldctq::train::OrderKind`; `reference` needs a set with references, as `ldctq simulate` writes).
     #[arg(long, value_delimiter = ',')]
     order_pairs: Vec<OrderKind>,
     /// Weight of the order-pair term.
@@ -165,7 +166,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         anatomy_prompts: args.anatomy_prompts,
         ..TrainConfig::default()
     };
-    let cache = Cache::load(&data, &base)?;
+    let mut cache = Cache::load(&data, &base)?;
+    if args.order_pairs.contains(&OrderKind::Reference) {
+        cache = cache.with_references(&data, &base)?;
+    }
     eprintln!("{} images from {}", data.samples.len(), args.data.display());
     // The model folder stores the backbone relative to itself; the trainer opens it from here.
     let stored_backbone = base.backbone.clone();

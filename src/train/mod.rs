@@ -199,6 +199,9 @@ pub struct TrainSummary {
 pub struct Cache {
     pub images: Tensor, // (N, 1, S, S)
     pub labels: Tensor, // (N)
+    /// The images' references (`reference/` of simulated sets), like `images`, when loaded by
+    /// [`Cache::with_references`] (for the `reference` order pairs).
+    pub references: Option<Tensor>,
     /// Each image's anatomy, where the set says.
     pub anatomies: Vec<Option<String>>,
 }
@@ -206,16 +209,26 @@ pub struct Cache {
 impl Cache {
     pub fn load(data: &Dataset, model: &QualityConfig) -> Result<Self> {
         let labels = Tensor::from_slice(&data.labels()?).to_kind(Kind::Float);
-        let s = model.image_size;
-        let mut frames = Vec::with_capacity(data.samples.len());
-        for sample in &data.samples {
-            let x = load_frame(&sample.path, sample.frame, None, model.input, model.window())?;
-            let x = x.unsqueeze(0).unsqueeze(0); // (1, 1, H, W)
-            let (h, w) = (x.size()[2], x.size()[3]);
-            frames.push(if (h, w) == (s, s) { x } else { resize_bicubic(&x, s, s)? });
-        }
+        let paths: Vec<(&Path, usize)> = data.samples.iter().map(|x| (x.path.as_path(), x.frame)).collect();
         let anatomies = data.samples.iter().map(|s| s.anatomy.clone()).collect();
-        Ok(Self { images: Tensor::cat(&frames, 0), labels, anatomies })
+        Ok(Self { images: load_frames(&paths, model)?, labels, references: None, anatomies })
+    }
+
+    /// This cache with every image's reference loaded (an error naming the first image without one).
+    pub fn with_references(mut self, data: &Dataset, model: &QualityConfig) -> Result<Self> {
+        let mut paths = Vec::with_capacity(data.samples.len());
+        for x in &data.samples {
+            let Some(reference) = &x.reference else {
+                return Err(Error::InvalidInput(format!(
+                    "{}: no reference image (reference pairs need a set with `reference/` beside `image/`, \
+                     or a manifest's `reference` column)",
+                    x.path.display()
+                )));
+            };
+            paths.push((reference.as_path(), x.frame));
+        }
+        self.references = Some(load_frames(&paths, model)?);
+        Ok(self)
     }
 
     /// The distinct anatomies, sorted.
@@ -228,6 +241,19 @@ impl Cache {
     fn anatomies_of(&self, idx: &[i64]) -> Vec<Option<String>> {
         idx.iter().map(|&i| self.anatomies[i as usize].clone()).collect()
     }
+}
+
+/// Frames `(path, frame)` in the model's input space, resized to its size: (N, 1, S, S).
+fn load_frames(paths: &[(&Path, usize)], model: &QualityConfig) -> Result<Tensor> {
+    let s = model.image_size;
+    let mut frames = Vec::with_capacity(paths.len());
+    for &(path, frame) in paths {
+        let x = load_frame(path, frame, None, model.input, model.window())?;
+        let x = x.unsqueeze(0).unsqueeze(0); // (1, 1, H, W)
+        let (h, w) = (x.size()[2], x.size()[3]);
+        frames.push(if (h, w) == (s, s) { x } else { resize_bicubic(&x, s, s)? });
+    }
+    Ok(Tensor::cat(&frames, 0))
 }
 
 /// The trainer: a dataset cache, settings and an output folder.
@@ -331,6 +357,11 @@ impl Trainer<'_> {
         }
         if let Some(order) = &c.order_pairs {
             order.validate()?;
+            if order.kinds.contains(&OrderKind::Reference) && self.cache.references.is_none() {
+                return Err(Error::InvalidInput(
+                    "reference pairs need the images' references (Cache::with_references)".into(),
+                ));
+            }
         }
         if let Some(lp) = &c.learn_prompt {
             if !(lp.lr > 0.0 && lp.lr.is_finite()) {
@@ -474,8 +505,16 @@ impl Trainer<'_> {
             for (mb, chunk) in order.chunks(c.batch_size).enumerate() {
                 let idx = Tensor::from_slice(chunk);
                 let mut x = self.cache.images.index_select(0, &idx).to_device(self.at.device);
+                let mut refs =
+                    self.cache.references.as_ref().map(|r| r.index_select(0, &idx).to_device(self.at.device));
                 if let Some(aug) = &c.augment {
-                    x = aug.apply(&x, value_range, &mut rng);
+                    // Images and references as two channels: one draw moves both alike.
+                    let both = match &refs {
+                        Some(r) => aug.apply(&Tensor::cat(&[&x, r], 1), value_range, &mut rng),
+                        None => aug.apply(&x, value_range, &mut rng),
+                    };
+                    x = both.narrow(1, 0, 1);
+                    refs = refs.is_some().then(|| both.narrow(1, 1, 1));
                 }
                 let y = self.cache.labels.index_select(0, &idx);
                 if c.grad_penalty > 0.0 {
@@ -489,7 +528,9 @@ impl Trainer<'_> {
                 };
                 let mut loss = ranking_loss(&pred, &y, c.tau_rank, c.lambda_mse);
                 if let Some(order) = &c.order_pairs {
-                    if let Some((worse, which)) = order.degrade(&x, &y, value_range, &mut order_rng)? {
+                    if let Some((worse, which)) =
+                        order.degrade(&x, refs.as_ref(), &y, value_range, &mut order_rng)?
+                    {
                         let of: Vec<i64> = Vec::<i64>::try_from(which.f_to_device(tch::Device::Cpu)?)?
                             .iter()
                             .map(|&k| chunk[k as usize])

@@ -11,11 +11,17 @@
 //!   CT numbers off their calibration, as a denoiser trained on the score alone learns to do
 //!   (docs/perceptual-loss.md);
 //! * `sharpen`: an unsharp mask, `x + a (x - G_sigma x)`, a 0.5-1.5, sigma 1-2 px: edge overshoot and
-//!   amplified noise, the other way of gaming the score seen there.
+//!   amplified noise, the other way of gaming the score seen there;
+//! * `reference`: the image moved further from its set's reference (`reference/`, the noise-free
+//!   full-dose reconstruction of simulated sets): `x + a (x - ref)`, a 0.4-1. Whatever the image's
+//!   degradation (noise and streaks of the scan's own texture, blur, over-smoothing, blotches), more
+//!   of it is worse: for a scan, its own noise 1.4-2 times stronger (the dose halved to quartered),
+//!   the pair that ranks a slice's dose series; so the score's gradient points towards the reference.
 //!
 //! Smoothing can improve a noisy image and sharpening a blurred one, so `blur`, `oversmooth` and
 //! `sharpen` pair only images labelled at least [`OrderPairs::min_label`]; added noise and a shifted
-//! calibration always degrade, so `noise`, `texture` and `offset` pair any image.
+//! calibration always degrade, so `noise`, `texture` and `offset` pair any image; `reference` pairs
+//! any image that differs from its reference.
 //! Draws come from the run's seeded [`Rng`] (resumable like the rest of the trainer).
 use crate::error::{Error, Result};
 use crate::filters;
@@ -33,6 +39,7 @@ pub enum OrderKind {
     Texture,
     Offset,
     Sharpen,
+    Reference,
 }
 
 impl OrderKind {
@@ -53,7 +60,10 @@ impl std::str::FromStr for OrderKind {
             "texture" => Ok(Self::Texture),
             "offset" => Ok(Self::Offset),
             "sharpen" => Ok(Self::Sharpen),
-            other => Err(format!("{other:?}: expected blur, oversmooth, noise, texture, offset or sharpen")),
+            "reference" => Ok(Self::Reference),
+            other => Err(format!(
+                "{other:?}: expected blur, oversmooth, noise, texture, offset, sharpen or reference"
+            )),
         }
     }
 }
@@ -81,12 +91,13 @@ impl OrderPairs {
         Ok(())
     }
 
-    /// Degraded copies of the eligible images of `x` (`(B, 1, S, S)`, labels `y` (B)) and their
-    /// indices in the batch; `None` when no image is eligible. `value_range`: 1 for [0, 1] input, the
-    /// window width for HU.
+    /// Degraded copies of the eligible images of `x` (`(B, 1, S, S)`, labels `y` (B), references
+    /// `refs` like `x` where the set has them) and their indices in the batch; `None` when no image is
+    /// eligible. `value_range`: 1 for [0, 1] input, the window width for HU.
     pub fn degrade(
         &self,
         x: &Tensor,
+        refs: Option<&Tensor>,
         y: &Tensor,
         value_range: f64,
         rng: &mut Rng,
@@ -94,18 +105,24 @@ impl OrderPairs {
         let labels = Vec::<f64>::try_from(y.to_kind(Kind::Double).to_device(tch::Device::Cpu))?;
         let (mut copies, mut index) = (Vec::new(), Vec::new());
         for (i, &label) in labels.iter().enumerate() {
+            let xi = x.f_narrow(0, i as i64, 1)?;
+            let residual = match refs {
+                Some(r) => Some(xi.f_sub(&r.f_narrow(0, i as i64, 1)?)?), // x - ref
+                None => None,
+            };
+            let differs = residual.as_ref().is_some_and(|d| d.abs().max().double_value(&[]) > 0.0);
             let eligible: Vec<OrderKind> = self
                 .kinds
                 .iter()
                 .copied()
                 .filter(|k| !k.changes_sharpness() || label >= self.min_label)
+                .filter(|&k| k != OrderKind::Reference || differs)
                 .collect();
             if eligible.is_empty() {
                 continue;
             }
             let kind = eligible[rng.below(eligible.len() as u64) as usize];
-            let xi = x.f_narrow(0, i as i64, 1)?;
-            copies.push(degrade_one(&xi, kind, value_range, rng)?);
+            copies.push(degrade_one(&xi, residual.as_ref(), kind, value_range, rng)?);
             index.push(i as i64);
         }
         if copies.is_empty() {
@@ -115,8 +132,14 @@ impl OrderPairs {
     }
 }
 
-/// One degraded copy of `x` (`(1, 1, S, S)`).
-fn degrade_one(x: &Tensor, kind: OrderKind, value_range: f64, rng: &mut Rng) -> Result<Tensor> {
+/// One degraded copy of `x` (`(1, 1, S, S)`; `residual`: `x` minus its reference, for `reference`).
+fn degrade_one(
+    x: &Tensor,
+    residual: Option<&Tensor>,
+    kind: OrderKind,
+    value_range: f64,
+    rng: &mut Rng,
+) -> Result<Tensor> {
     let x = x.f_detach()?;
     Ok(match kind {
         OrderKind::Blur => filters::gaussian(&x, rng.range(0.5, 1.5))?,
@@ -139,6 +162,10 @@ fn degrade_one(x: &Tensor, kind: OrderKind, value_range: f64, rng: &mut Rng) -> 
             let detail = x.f_sub(&filters::gaussian(&x, sigma)?)?;
             x.f_add(&detail.f_mul_scalar(amount)?)?
         }
+        OrderKind::Reference => match residual {
+            Some(d) => x.f_add(&d.f_mul_scalar(rng.range(0.4, 1.0))?)?,
+            None => return Err(Error::InvalidInput("reference pairs: the image has no reference".into())),
+        },
     })
 }
 
