@@ -161,6 +161,21 @@ fn resumed_training_ends_with_the_same_weights() {
     }
 }
 
+/// Trains `config` straight and stopped after epoch 1 then resumed: the last weights must be equal
+/// (`what`'s draws are seeded like the rest). Returns the straight run's folder.
+fn assert_resume_is_exact(data: &Path, config: &TrainConfig, what: &str) -> std::path::PathBuf {
+    let straight = temp_dir(&format!("{what}-straight"));
+    train(data, &straight, config.clone(), false, None);
+    let resumed = temp_dir(&format!("{what}-resumed"));
+    train(data, &resumed, config.clone(), false, Some(1));
+    train(data, &resumed, config.clone(), true, None);
+    let (a, b) = (weights(&straight.join("folds/fold-1/last")), weights(&resumed.join("folds/fold-1/last")));
+    for ((na, ta), (_, tb)) in a.iter().zip(&b) {
+        assert_eq!(common::max_abs_diff(ta, tb), 0.0, "{na} differs after resume with {what} pairs");
+    }
+    straight
+}
+
 /// Order pairs and the gradient penalty: resumable like the rest (their draws are seeded), and the
 /// chosen model prefers a sharp well-labelled image to its blurred copy.
 #[test]
@@ -177,15 +192,7 @@ fn order_pairs_train_resume_and_teach_that_blur_is_worse() {
         augment: None,
         ..tiny_train_config(epochs)
     };
-    let straight = temp_dir("order-straight");
-    train(&data, &straight, config(3), false, None);
-    let resumed = temp_dir("order-resumed");
-    train(&data, &resumed, config(3), false, Some(1));
-    train(&data, &resumed, config(3), true, None);
-    let (a, b) = (weights(&straight.join("folds/fold-1/last")), weights(&resumed.join("folds/fold-1/last")));
-    for ((na, ta), (_, tb)) in a.iter().zip(&b) {
-        assert_eq!(common::max_abs_diff(ta, tb), 0.0, "{na} differs after resume with order pairs");
-    }
+    let straight = assert_resume_is_exact(&data, &config(3), "order");
     let summary = std::fs::read_to_string(straight.join("train_summary.json")).unwrap();
     assert!(summary.contains("\"order_pairs\"") && summary.contains("\"blur\""), "{summary}");
 
@@ -254,15 +261,7 @@ fn reference_pairs_need_references_resume_and_teach_that_further_is_worse() {
     assert!(err.contains("reference pairs need"), "{err}");
 
     add_references(&data);
-    let straight = temp_dir("ref-straight");
-    train(&data, &straight, config(3), false, None);
-    let resumed = temp_dir("ref-resumed");
-    train(&data, &resumed, config(3), false, Some(1));
-    train(&data, &resumed, config(3), true, None);
-    let (a, b) = (weights(&straight.join("folds/fold-1/last")), weights(&resumed.join("folds/fold-1/last")));
-    for ((na, ta), (_, tb)) in a.iter().zip(&b) {
-        assert_eq!(common::max_abs_diff(ta, tb), 0.0, "{na} differs after resume with reference pairs");
-    }
+    assert_resume_is_exact(&data, &config(3), "reference");
 
     let out = temp_dir("ref-long");
     let long = TrainConfig { vision: VisionTraining::Frozen, head_lr: Some(1e-2), ..config(20) };
