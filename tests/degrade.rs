@@ -151,19 +151,19 @@ fn order_pairs_pair_only_eligible_images_and_degrade_them() {
     let x = Tensor::rand([3, 1, 16, 16], (Kind::Float, Device::Cpu));
     let y = Tensor::from_slice(&[1.0f32, 3.5, 4.0]);
     let blur = OrderPairs { kinds: vec![OrderKind::Blur], weight: 1.0, min_label: 3.0 };
-    let (worse, which) = blur.degrade(&x, None, &y, 1.0, &mut Rng::new(1)).unwrap().unwrap();
+    let (worse, which) = blur.degrade(&x, None, &y, 1.0, &mut Rng::new(1), None).unwrap().unwrap();
     assert_eq!(Vec::<i64>::try_from(which).unwrap(), vec![1, 2], "blur pairs only labels >= 3");
     assert_eq!(worse.size(), vec![2, 1, 16, 16]);
     let smoother = worse.std(true).double_value(&[]) < x.narrow(0, 1, 2).std(true).double_value(&[]);
     assert!(smoother, "blurred copies must vary less");
     let low = Tensor::from_slice(&[0.5f32, 1.0, 2.0]);
-    assert!(blur.degrade(&x, None, &low, 1.0, &mut Rng::new(1)).unwrap().is_none());
+    assert!(blur.degrade(&x, None, &low, 1.0, &mut Rng::new(1), None).unwrap().is_none());
     let noise = OrderPairs { kinds: vec![OrderKind::Noise, OrderKind::Texture], weight: 1.0, min_label: 3.0 };
-    let (worse, which) = noise.degrade(&x, None, &low, 1.0, &mut Rng::new(2)).unwrap().unwrap();
+    let (worse, which) = noise.degrade(&x, None, &low, 1.0, &mut Rng::new(2), None).unwrap().unwrap();
     assert_eq!(which.size(), vec![3], "noise pairs any image");
     assert!(common::max_abs_diff(&worse, &x) > 1e-3);
     // Seeded: the same draws again.
-    let (again, _) = noise.degrade(&x, None, &low, 1.0, &mut Rng::new(2)).unwrap().unwrap();
+    let (again, _) = noise.degrade(&x, None, &low, 1.0, &mut Rng::new(2), None).unwrap().unwrap();
     assert_eq!(common::max_abs_diff(&worse, &again), 0.0);
     assert!(OrderPairs { kinds: vec![], weight: 1.0, min_label: 3.0 }.validate().is_err());
     assert!(OrderPairs { kinds: vec![OrderKind::Blur], weight: 0.0, min_label: 3.0 }.validate().is_err());
@@ -186,7 +186,7 @@ fn offset_and_sharpen_pairs_shift_calibration_and_overshoot_edges() {
     let x = Tensor::cat(&[&step, &step, &step], 0);
     let low = Tensor::from_slice(&[0.5f32, 1.0, 2.0]);
     let offset = OrderPairs { kinds: vec!["offset".parse().unwrap()], weight: 1.0, min_label: 3.0 };
-    let (worse, which) = offset.degrade(&x, None, &low, 1400.0, &mut Rng::new(3)).unwrap().unwrap();
+    let (worse, which) = offset.degrade(&x, None, &low, 1400.0, &mut Rng::new(3), None).unwrap().unwrap();
     assert_eq!(which.size(), vec![3], "offset pairs any image");
     for i in 0..3 {
         let d = worse.get(i) - x.get(i);
@@ -195,9 +195,12 @@ fn offset_and_sharpen_pairs_shift_calibration_and_overshoot_edges() {
         assert!((7.0 - 1e-3..=28.0 + 1e-3).contains(&lo.abs()), "0.5-2 % of 1400: {lo}");
     }
     let sharpen = OrderPairs { kinds: vec![OrderKind::Sharpen], weight: 1.0, min_label: 3.0 };
-    assert!(sharpen.degrade(&x, None, &low, 1.0, &mut Rng::new(4)).unwrap().is_none(), "only labels >= 3");
+    assert!(
+        sharpen.degrade(&x, None, &low, 1.0, &mut Rng::new(4), None).unwrap().is_none(),
+        "only labels >= 3"
+    );
     let y = Tensor::from_slice(&[3.0f32, 4.0, 1.0]);
-    let (worse, which) = sharpen.degrade(&x, None, &y, 1.0, &mut Rng::new(4)).unwrap().unwrap();
+    let (worse, which) = sharpen.degrade(&x, None, &y, 1.0, &mut Rng::new(4), None).unwrap().unwrap();
     assert_eq!(Vec::<i64>::try_from(which).unwrap(), vec![0, 1]);
     for i in 0..2 {
         let w = worse.get(i);
@@ -219,7 +222,7 @@ fn reference_pairs_move_images_away_from_their_references() {
     let x = &refs + &noise * Tensor::from_slice(&[1.0f32, 0.0, 1.0]).view([3, 1, 1, 1]); // image 1 = its reference
     let y = Tensor::from_slice(&[0.5f32, 4.0, 3.9]);
     let pairs = OrderPairs { kinds: vec!["reference".parse().unwrap()], weight: 1.0, min_label: 3.0 };
-    let (worse, which) = pairs.degrade(&x, Some(&refs), &y, 1.0, &mut Rng::new(5)).unwrap().unwrap();
+    let (worse, which) = pairs.degrade(&x, Some(&refs), &y, 1.0, &mut Rng::new(5), None).unwrap().unwrap();
     assert_eq!(
         Vec::<i64>::try_from(which).unwrap(),
         vec![0, 2],
@@ -233,5 +236,38 @@ fn reference_pairs_move_images_away_from_their_references() {
         assert!((0.4 - 1e-6..=1.0 + 1e-6).contains(&a), "a = {a}");
         assert!(common::max_abs_diff(&moved, &(&residual * a)) < 1e-5, "along x - ref only");
     }
-    assert!(pairs.degrade(&x, None, &y, 1.0, &mut Rng::new(5)).unwrap().is_none(), "no references, no pairs");
+    assert!(
+        pairs.degrade(&x, None, &y, 1.0, &mut Rng::new(5), None).unwrap().is_none(),
+        "no references, no pairs"
+    );
+}
+
+/// `adversarial` takes one signed-gradient step of 0.25-2 % of the range from the image, and pairs
+/// it only when the step lands further from the reference: a gradient pointing away from the
+/// reference is paired, one pointing towards it (by less than the residual) is not.
+#[test]
+fn adversarial_pairs_keep_steps_away_from_the_reference() {
+    tch::manual_seed(6);
+    let refs = Tensor::rand([2, 1, 16, 16], (Kind::Float, Device::Cpu));
+    let x = &refs + Tensor::randn([2, 1, 16, 16], (Kind::Float, Device::Cpu)) * 0.1;
+    let y = Tensor::from_slice(&[1.0f32, 2.0]);
+    let pairs = OrderPairs { kinds: vec!["adversarial".parse().unwrap()], weight: 1.0, min_label: 3.0 };
+    let (range, residual) = (100.0, &x - &refs);
+    // The "score" rises away from the reference for image 0, towards it for image 1.
+    let mut asked = Vec::new();
+    let mut grad = |images: &Tensor, at: &[i64]| -> ldctq::Result<Tensor> {
+        asked.push((images.size(), at.to_vec()));
+        Ok(&residual * Tensor::from_slice(&[1.0f32, -1.0]).view([2, 1, 1, 1]))
+    };
+    let (x100, refs100) = (&x * range, &refs * range);
+    let (worse, which) =
+        pairs.degrade(&x100, Some(&refs100), &y, range, &mut Rng::new(6), Some(&mut grad)).unwrap().unwrap();
+    assert_eq!(asked, vec![(vec![2, 1, 16, 16], vec![0, 1])], "one gradient call for the batch");
+    assert_eq!(Vec::<i64>::try_from(which).unwrap(), vec![0], "only the step away from the reference");
+    let moved = worse.get(0) - x100.get(0);
+    let step = moved.abs().max().double_value(&[]);
+    assert!((0.25 - 1e-4..=2.0 + 1e-4).contains(&step), "step {step} (0.25-2 % of 100)");
+    assert!(common::max_abs_diff(&moved, &(residual.get(0).sign() * step)) < 1e-4, "the gradient's sign");
+    let err = pairs.degrade(&x100, Some(&refs100), &y, range, &mut Rng::new(6), None).unwrap_err();
+    assert!(err.to_string().contains("no gradient"), "{err}");
 }

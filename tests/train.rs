@@ -105,7 +105,7 @@ fn train_in(
     let base = QualityConfig::new(fixture("siglip/tiny_a").to_str().unwrap(), 16);
     let set = Dataset::open(data).unwrap();
     let mut cache = Cache::load(&set, &base).unwrap();
-    if config.order_pairs.as_ref().is_some_and(|o| o.kinds.contains(&OrderKind::Reference)) {
+    if config.order_pairs.as_ref().is_some_and(|o| o.kinds.iter().any(|k| k.needs_reference())) {
         cache = cache.with_references(&set, &base).unwrap(); // as `ldctq train` does
     }
     let widths = Widths { film_hidden: 8, head_hidden: 8, fusion_hidden: 4 };
@@ -232,8 +232,8 @@ fn add_references(data: &Path) {
     }
 }
 
-/// Reference pairs: refused without the images' references (naming the image); with them, resumable,
-/// and the chosen model scores images above their copies moved further from the reference.
+/// Reference pairs: refused without the images' references (naming the image); with them, resumable
+/// (and adversarial pairs too), and the chosen model scores images above their copies moved further from the reference.
 #[test]
 fn reference_pairs_need_references_resume_and_teach_that_further_is_worse() {
     tch::set_num_threads(1);
@@ -258,10 +258,23 @@ fn reference_pairs_need_references_resume_and_teach_that_further_is_worse() {
         cache: &cache,
     };
     let err = t.run(false, &mut |_| ControlFlow::Continue(())).err().unwrap().to_string();
-    assert!(err.contains("reference pairs need"), "{err}");
+    assert!(err.contains("reference and adversarial pairs need"), "{err}");
 
     add_references(&data);
     assert_resume_is_exact(&data, &config(3), "reference");
+    // Adversarial pairs (a gradient step of the model being trained) resume alike.
+    let adversarial = TrainConfig {
+        order_pairs: Some(OrderPairs { kinds: vec![OrderKind::Adversarial], weight: 2.0, min_label: 2.0 }),
+        ..config(3)
+    };
+    let with = assert_resume_is_exact(&data, &adversarial, "adversarial");
+    let without = temp_dir("adversarial-none");
+    train(&data, &without, TrainConfig { order_pairs: None, ..config(3) }, false, None);
+    let (a, b) = (weights(&with.join("folds/fold-1/last")), weights(&without.join("folds/fold-1/last")));
+    assert!(
+        a.iter().zip(&b).any(|((_, ta), (_, tb))| common::max_abs_diff(ta, tb) > 0.0),
+        "pairs had no effect"
+    );
 
     let out = temp_dir("ref-long");
     let long = TrainConfig { vision: VisionTraining::Frozen, head_lr: Some(1e-2), ..config(20) };

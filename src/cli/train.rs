@@ -63,8 +63,9 @@ pub struct Args {
     #[arg(long, allow_hyphen_values = true, conflicts_with = "init_from")]
     window: Option<Window>,
     /// Weakly supervised order pairs, each image against a degraded copy of itself: any of blur,
-    /// oversmooth, noise, texture, offset, sharpen, reference (comma-separated; see
-    /// `ldctq::train::OrderKind`; `reference` needs a set with references, as `ldctq simulate` writes).
+    /// oversmooth, noise, texture, offset, sharpen, reference, adversarial (comma-separated; see
+    /// `ldctq::train::OrderKind`; `reference` and `adversarial` need a set with references, as
+    /// `ldctq simulate` writes).
     #[arg(long, value_delimiter = ',')]
     order_pairs: Vec<OrderKind>,
     /// Weight of the order-pair term.
@@ -167,7 +168,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ..TrainConfig::default()
     };
     let mut cache = Cache::load(&data, &base)?;
-    if args.order_pairs.contains(&OrderKind::Reference) {
+    if args.order_pairs.iter().any(|k| k.needs_reference()) {
         cache = cache.with_references(&data, &base)?;
     }
     eprintln!("{} images from {}", data.samples.len(), args.data.display());

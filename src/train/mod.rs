@@ -357,9 +357,10 @@ impl Trainer<'_> {
         }
         if let Some(order) = &c.order_pairs {
             order.validate()?;
-            if order.kinds.contains(&OrderKind::Reference) && self.cache.references.is_none() {
+            if order.kinds.iter().any(|k| k.needs_reference()) && self.cache.references.is_none() {
                 return Err(Error::InvalidInput(
-                    "reference pairs need the images' references (Cache::with_references)".into(),
+                    "reference and adversarial pairs need the images' references (Cache::with_references)"
+                        .into(),
                 ));
             }
         }
@@ -528,8 +529,16 @@ impl Trainer<'_> {
                 };
                 let mut loss = ranking_loss(&pred, &y, c.tau_rank, c.lambda_mse);
                 if let Some(order) = &c.order_pairs {
+                    // d score / d images, for the adversarial pairs (no parameter gradients).
+                    let mut grad = |images: &Tensor, at: &[i64]| -> Result<Tensor> {
+                        let of: Vec<i64> = at.iter().map(|&k| chunk[k as usize]).collect();
+                        let images = images.f_detach()?.set_requires_grad(true);
+                        let s = forward(&model, &images, &self.cache.anatomies_of(&of), None)?;
+                        Ok(Tensor::f_run_backward(&[s.f_sum(Kind::Float)?], &[&images], false, false)?
+                            .remove(0))
+                    };
                     if let Some((worse, which)) =
-                        order.degrade(&x, refs.as_ref(), &y, value_range, &mut order_rng)?
+                        order.degrade(&x, refs.as_ref(), &y, value_range, &mut order_rng, Some(&mut grad))?
                     {
                         let of: Vec<i64> = Vec::<i64>::try_from(which.f_to_device(tch::Device::Cpu)?)?
                             .iter()

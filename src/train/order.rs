@@ -18,10 +18,17 @@
 //!   of it is worse: for a scan, its own noise 1.4-2 times stronger (the dose halved to quartered),
 //!   the pair that ranks a slice's dose series; so the score's gradient points towards the reference.
 //!
+//! * `adversarial`: one step of the fast gradient sign method on the model being trained,
+//!   `x + e sign(d score / d x)`, e 0.25-2 % of the range, kept when it lies further from the set's
+//!   reference than `x` (nearly always: the step adds e^2 per pixel to the squared error unless the
+//!   gradient's signs point towards the reference). Adversarial training with the reference as the
+//!   oracle: what `ldctq audit`'s gradient ascent exploits is paired as worse, so the score's ascent
+//!   directions are pushed towards the reference.
+//!
 //! Smoothing can improve a noisy image and sharpening a blurred one, so `blur`, `oversmooth` and
 //! `sharpen` pair only images labelled at least [`OrderPairs::min_label`]; added noise and a shifted
 //! calibration always degrade, so `noise`, `texture` and `offset` pair any image; `reference` pairs
-//! any image that differs from its reference.
+//! and `adversarial` any image that differs from its reference.
 //! Draws come from the run's seeded [`Rng`] (resumable like the rest of the trainer).
 use crate::error::{Error, Result};
 use crate::filters;
@@ -40,6 +47,7 @@ pub enum OrderKind {
     Offset,
     Sharpen,
     Reference,
+    Adversarial,
 }
 
 impl OrderKind {
@@ -47,6 +55,11 @@ impl OrderKind {
     /// images.
     fn changes_sharpness(self) -> bool {
         matches!(self, Self::Blur | Self::Oversmooth | Self::Sharpen)
+    }
+
+    /// Whether it needs the image's reference.
+    pub fn needs_reference(self) -> bool {
+        matches!(self, Self::Reference | Self::Adversarial)
     }
 }
 
@@ -61,8 +74,9 @@ impl std::str::FromStr for OrderKind {
             "offset" => Ok(Self::Offset),
             "sharpen" => Ok(Self::Sharpen),
             "reference" => Ok(Self::Reference),
+            "adversarial" => Ok(Self::Adversarial),
             other => Err(format!(
-                "{other:?}: expected blur, oversmooth, noise, texture, offset, sharpen or reference"
+                "{other:?}: expected blur, oversmooth, noise, texture, offset, sharpen, reference or adversarial"
             )),
         }
     }
@@ -93,7 +107,8 @@ impl OrderPairs {
 
     /// Degraded copies of the eligible images of `x` (`(B, 1, S, S)`, labels `y` (B), references
     /// `refs` like `x` where the set has them) and their indices in the batch; `None` when no image is
-    /// eligible. `value_range`: 1 for [0, 1] input, the window width for HU.
+    /// eligible. `value_range`: 1 for [0, 1] input, the window width for HU. `grad(images, at)`: the
+    /// score's gradient with respect to `images`, the batch's images `at` (for `adversarial`).
     pub fn degrade(
         &self,
         x: &Tensor,
@@ -101,9 +116,11 @@ impl OrderPairs {
         y: &Tensor,
         value_range: f64,
         rng: &mut Rng,
+        grad: Option<&mut ScoreGrad>,
     ) -> Result<Option<(Tensor, Tensor)>> {
         let labels = Vec::<f64>::try_from(y.to_kind(Kind::Double).to_device(tch::Device::Cpu))?;
         let (mut copies, mut index) = (Vec::new(), Vec::new());
+        let mut adversarial = Vec::new(); // (batch index, step)
         for (i, &label) in labels.iter().enumerate() {
             let xi = x.f_narrow(0, i as i64, 1)?;
             let residual = match refs {
@@ -116,14 +133,37 @@ impl OrderPairs {
                 .iter()
                 .copied()
                 .filter(|k| !k.changes_sharpness() || label >= self.min_label)
-                .filter(|&k| k != OrderKind::Reference || differs)
+                .filter(|k| !k.needs_reference() || differs)
                 .collect();
             if eligible.is_empty() {
                 continue;
             }
-            let kind = eligible[rng.below(eligible.len() as u64) as usize];
-            copies.push(degrade_one(&xi, residual.as_ref(), kind, value_range, rng)?);
-            index.push(i as i64);
+            match eligible[rng.below(eligible.len() as u64) as usize] {
+                OrderKind::Adversarial => adversarial.push((i as i64, rng.range(0.0025, 0.02) * value_range)),
+                kind => {
+                    copies.push(degrade_one(&xi, residual.as_ref(), kind, value_range, rng)?);
+                    index.push(i as i64);
+                }
+            }
+        }
+        if let (Some(refs), false) = (refs, adversarial.is_empty()) {
+            let grad = grad.ok_or_else(|| {
+                Error::InvalidInput("adversarial pairs: no gradient of the score was given".into())
+            })?;
+            let at: Vec<i64> = adversarial.iter().map(|a| a.0).collect();
+            let g =
+                grad(&x.f_index_select(0, &Tensor::from_slice(&at).to_device(x.device()))?.f_detach()?, &at)?;
+            for (k, &(i, step)) in adversarial.iter().enumerate() {
+                let (xi, r) = (x.f_narrow(0, i, 1)?.f_detach()?, refs.f_narrow(0, i, 1)?);
+                let copy = xi.f_add(&g.f_narrow(0, k as i64, 1)?.f_sign()?.f_mul_scalar(step)?)?;
+                let sq = |t: &Tensor| -> Result<f64> {
+                    Ok(t.f_sub(&r)?.f_square()?.f_sum(Kind::Double)?.double_value(&[]))
+                };
+                if sq(&copy)? > sq(&xi)? {
+                    copies.push(copy);
+                    index.push(i);
+                }
+            }
         }
         if copies.is_empty() {
             return Ok(None);
@@ -131,6 +171,9 @@ impl OrderPairs {
         Ok(Some((Tensor::f_cat(&copies, 0)?, Tensor::from_slice(&index).to_device(x.device()))))
     }
 }
+
+/// The score's gradient with respect to `images` (`(n, 1, S, S)`), the batch's images `at`.
+pub type ScoreGrad<'a> = dyn FnMut(&Tensor, &[i64]) -> Result<Tensor> + 'a;
 
 /// One degraded copy of `x` (`(1, 1, S, S)`; `residual`: `x` minus its reference, for `reference`).
 fn degrade_one(
@@ -166,6 +209,9 @@ fn degrade_one(
             Some(d) => x.f_add(&d.f_mul_scalar(rng.range(0.4, 1.0))?)?,
             None => return Err(Error::InvalidInput("reference pairs: the image has no reference".into())),
         },
+        OrderKind::Adversarial => {
+            return Err(Error::InvalidInput("adversarial pairs are made from the batch's gradient".into()))
+        }
     })
 }
 
