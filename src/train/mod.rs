@@ -17,7 +17,7 @@ mod order;
 pub use adamw::AdamW;
 pub use augment::Augment;
 pub use loss::ranking_loss;
-pub use order::{OrderKind, OrderPairs};
+pub use order::{OrderKind, OrderPairs, ADVERSARIAL_STEPS};
 
 use crate::data::{load_frame, stratified_folds, Dataset};
 use crate::error::{Error, Result};

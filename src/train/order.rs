@@ -17,11 +17,10 @@
 //!   degradation (noise and streaks of the scan's own texture, blur, over-smoothing, blotches), more
 //!   of it is worse: for a scan, its own noise 1.4-2 times stronger (the dose halved to quartered),
 //!   the pair that ranks a slice's dose series; so the score's gradient points towards the reference.
-//!
-//! * `adversarial`: one step of the fast gradient sign method on the model being trained,
-//!   `x + e sign(d score / d x)`, e 0.25-2 % of the range, kept when it lies further from the set's
-//!   reference than `x` (nearly always: the step adds e^2 per pixel to the squared error unless the
-//!   gradient's signs point towards the reference). Adversarial training with the reference as the
+//! * `adversarial`: [`ADVERSARIAL_STEPS`] steps of signed-gradient ascent on the model being
+//!   trained, `x_{k+1} = x_k + (e / K) sign(d score / d x_k)`, e 0.25-2 % of the range, kept when it
+//!   lies further from the set's reference than `x` (nearly always: the steps add up to e^2 per pixel
+//!   to the squared error unless the gradient's signs point towards the reference). Adversarial training with the reference as the
 //!   oracle: what `ldctq audit`'s gradient ascent exploits is paired as worse, so the score's ascent
 //!   directions are pushed towards the reference.
 //!
@@ -151,18 +150,25 @@ impl OrderPairs {
                 Error::InvalidInput("adversarial pairs: no gradient of the score was given".into())
             })?;
             let at: Vec<i64> = adversarial.iter().map(|a| a.0).collect();
-            let g =
-                grad(&x.f_index_select(0, &Tensor::from_slice(&at).to_device(x.device()))?.f_detach()?, &at)?;
-            for (k, &(i, step)) in adversarial.iter().enumerate() {
-                let (xi, r) = (x.f_narrow(0, i, 1)?.f_detach()?, refs.f_narrow(0, i, 1)?);
-                let copy = xi.f_add(&g.f_narrow(0, k as i64, 1)?.f_sign()?.f_mul_scalar(step)?)?;
-                let sq = |t: &Tensor| -> Result<f64> {
-                    Ok(t.f_sub(&r)?.f_square()?.f_sum(Kind::Double)?.double_value(&[]))
-                };
-                if sq(&copy)? > sq(&xi)? {
-                    copies.push(copy);
-                    index.push(i);
-                }
+            let x0 = x.f_index_select(0, &Tensor::from_slice(&at).to_device(x.device()))?.f_detach()?;
+            let steps: Vec<f64> = adversarial.iter().map(|a| a.1 / ADVERSARIAL_STEPS as f64).collect();
+            let steps = Tensor::from_slice(&steps)
+                .f_view([-1, 1, 1, 1])?
+                .f_to_kind(x.kind())?
+                .f_to_device(x.device())?;
+            // x_{k+1} = x_k + (e / K) sign(grad(x_k)): K sign steps, within e of x in every pixel.
+            let mut copy = x0.shallow_clone();
+            for _ in 0..ADVERSARIAL_STEPS {
+                copy = copy.f_add(&grad(&copy, &at)?.f_sign()?.f_mul(&steps)?)?;
+            }
+            let refs = refs.f_index_select(0, &Tensor::from_slice(&at).to_device(x.device()))?;
+            let sq = |t: &Tensor| {
+                t.f_sub(&refs)?.f_square()?.f_sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Double)
+            };
+            let further = Vec::<bool>::try_from(sq(&copy)?.f_gt_tensor(&sq(&x0)?)?)?;
+            for (k, &i) in at.iter().enumerate().filter(|&(k, _)| further[k]) {
+                copies.push(copy.f_narrow(0, k as i64, 1)?);
+                index.push(i);
             }
         }
         if copies.is_empty() {
@@ -171,6 +177,10 @@ impl OrderPairs {
         Ok(Some((Tensor::f_cat(&copies, 0)?, Tensor::from_slice(&index).to_device(x.device()))))
     }
 }
+
+/// Sign steps of an `adversarial` copy (projected gradient ascent, Madry et al. 2018, with the step
+/// split in K: the ascent `ldctq audit` runs takes 10).
+pub const ADVERSARIAL_STEPS: usize = 3;
 
 /// The score's gradient with respect to `images` (`(n, 1, S, S)`), the batch's images `at`.
 pub type ScoreGrad<'a> = dyn FnMut(&Tensor, &[i64]) -> Result<Tensor> + 'a;
