@@ -152,7 +152,8 @@ impl OrderPairs {
                 Error::InvalidInput("adversarial pairs: no gradient of the score was given".into())
             })?;
             let at: Vec<i64> = adversarial.iter().map(|a| a.0).collect();
-            let x0 = x.f_index_select(0, &Tensor::from_slice(&at).to_device(x.device()))?.f_detach()?;
+            let at_t = Tensor::from_slice(&at).to_device(x.device());
+            let x0 = x.f_index_select(0, &at_t)?.f_detach()?;
             let steps: Vec<f64> = adversarial.iter().map(|a| a.1 / ADVERSARIAL_STEPS as f64).collect();
             let steps = Tensor::from_slice(&steps)
                 .f_view([-1, 1, 1, 1])?
@@ -163,7 +164,7 @@ impl OrderPairs {
             for _ in 0..ADVERSARIAL_STEPS {
                 copy = copy.f_add(&grad(&copy, &at)?.f_sign()?.f_mul(&steps)?)?;
             }
-            let refs = refs.f_index_select(0, &Tensor::from_slice(&at).to_device(x.device()))?;
+            let refs = refs.f_index_select(0, &at_t)?;
             let sq = |t: &Tensor| {
                 t.f_sub(&refs)?.f_square()?.f_sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Double)
             };
