@@ -6,7 +6,8 @@ use common::{fixture, synthetic_set, temp_dir, tiny_train_config};
 use ldctq::data::{stratified_folds, Dataset};
 use ldctq::model::{QualityConfig, QualityModel, Widths};
 use ldctq::train::{
-    cosine_lr, ranking_loss, AdamW, Cache, Event, OrderKind, OrderPairs, TrainConfig, Trainer, VisionTraining,
+    alignment_loss, cosine_lr, ranking_loss, AdamW, Cache, Event, OrderKind, OrderPairs, TrainConfig,
+    Trainer, VisionTraining,
 };
 use ldctq::Placement;
 use ldctq::QualityCriterion;
@@ -46,6 +47,18 @@ fn ranking_loss_matches_a_hand_computation_and_its_gradient() {
     let mse: f64 = p.iter().zip(&y).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / 3.0;
     let both = ranking_loss(&Tensor::from_slice(&p), &Tensor::from_slice(&y), tau, 0.3).double_value(&[]);
     assert!((both - (want + 0.3 * mse)).abs() < 1e-12);
+}
+
+/// 1 - cos over the images that differ from their references: aligned 0, opposite 2, 45 degrees
+/// 1 - 1/sqrt 2; an image equal to its reference does not count, and a batch of them gives 0.
+#[test]
+fn alignment_loss_matches_a_hand_computation() {
+    let g = Tensor::from_slice(&[1.0f64, 0.0, -2.0, 0.0, 1.0, 1.0, 5.0, 5.0]).view([4, 1, 1, 2]);
+    let d = Tensor::from_slice(&[3.0f64, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]).view([4, 1, 1, 2]);
+    let want = (0.0 + 2.0 + (1.0 - 0.5f64.sqrt())) / 3.0;
+    assert!((alignment_loss(&g, &d).double_value(&[]) - want).abs() < 1e-12);
+    let zero = alignment_loss(&g.narrow(0, 3, 1), &d.narrow(0, 3, 1)).double_value(&[]);
+    assert_eq!(zero, 0.0);
 }
 
 #[test]
@@ -105,7 +118,7 @@ fn train_in(
     let base = QualityConfig::new(fixture("siglip/tiny_a").to_str().unwrap(), 16);
     let set = Dataset::open(data).unwrap();
     let mut cache = Cache::load(&set, &base).unwrap();
-    if config.order_pairs.as_ref().is_some_and(|o| o.kinds.iter().any(|k| k.needs_reference())) {
+    if config.needs_references() {
         cache = cache.with_references(&set, &base).unwrap(); // as `ldctq train` does
     }
     let widths = Widths { film_hidden: 8, head_hidden: 8, fusion_hidden: 4 };
@@ -259,7 +272,7 @@ fn reference_pairs_need_references_resume_and_teach_that_further_is_worse() {
         cache: &cache,
     };
     let err = t.run(false, &mut |_| ControlFlow::Continue(())).err().unwrap().to_string();
-    assert!(err.contains("reference and adversarial pairs need"), "{err}");
+    assert!(err.contains("need the images' references"), "{err}");
 
     add_references(&data);
     assert_resume_is_exact(&data, &config(3), "reference");
@@ -305,6 +318,54 @@ fn reference_pairs_need_references_resume_and_teach_that_further_is_worse() {
         share >= 0.8,
         "only {share:.3} of the images outscore their copies moved away from the reference"
     );
+}
+
+/// Mean cosine between each image's score gradient and the way to its reference.
+fn mean_alignment(model_dir: &Path, data: &Path) -> f64 {
+    let model = QualityModel::load(model_dir, Placement::default()).unwrap();
+    let base = QualityConfig::new(fixture("siglip/tiny_a").to_str().unwrap(), 16);
+    let set = Dataset::open(data).unwrap();
+    let cache = Cache::load(&set, &base).unwrap().with_references(&set, &base).unwrap();
+    let towards = cache.references.as_ref().unwrap() - &cache.images;
+    let (_, g) = model.score_and_grad(&cache.images, None).unwrap();
+    1.0 - alignment_loss(&g, &towards).double_value(&[])
+}
+
+/// Gradient alignment: refused without references, resumable, and it turns the score's gradient
+/// towards the references: the aligned model's mean cosine beats the same run's without it.
+#[test]
+fn gradient_alignment_turns_the_gradient_towards_the_reference() {
+    tch::set_num_threads(1);
+    let data = synthetic_set(24);
+    let config = |epochs, grad_align| TrainConfig {
+        grad_align,
+        augment: None,
+        vision: VisionTraining::Full,
+        ..tiny_train_config(epochs)
+    };
+    let base = QualityConfig::new(fixture("siglip/tiny_a").to_str().unwrap(), 16);
+    let set = Dataset::open(&data).unwrap();
+    let cache = Cache::load(&set, &base).unwrap();
+    let widths = Widths { film_hidden: 8, head_hidden: 8, fusion_hidden: 4 };
+    let t = Trainer {
+        base,
+        widths,
+        config: config(1, 1.0),
+        at: Placement::default(),
+        out: temp_dir("align-none"),
+        cache: &cache,
+    };
+    let err = t.run(false, &mut |_| ControlFlow::Continue(())).err().unwrap().to_string();
+    assert!(err.contains("gradient alignment need the images' references"), "{err}");
+
+    add_references(&data);
+    assert_resume_is_exact(&data, &config(3, 1.0), "align");
+    let (with, without) = (temp_dir("align-with"), temp_dir("align-without"));
+    train(&data, &with, config(12, 2.0), false, None);
+    train(&data, &without, config(12, 0.0), false, None);
+    let (a, b) = (mean_alignment(&with, &data), mean_alignment(&without, &data));
+    println!("mean cos(grad, reference - x): aligned {a:.3}, not aligned {b:.3}");
+    assert!(a > b + 0.1 && a > 0.2, "alignment {a:.3} against {b:.3} without it");
 }
 
 #[test]

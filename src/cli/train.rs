@@ -77,6 +77,10 @@ pub struct Args {
     /// Weight of the input-gradient-norm penalty (0: off; double backward, about 3x slower).
     #[arg(long, default_value_t = 0.0)]
     grad_penalty: f64,
+    /// Weight of the gradient-alignment term: teaches the score's gradient to point from each image
+    /// towards its reference (needs a set with references; double backward, about 3x slower).
+    #[arg(long, default_value_t = 0.0)]
+    grad_align: f64,
     /// Model input size (default: the backbone's).
     #[arg(long, conflicts_with = "init_from")]
     image_size: Option<i64>,
@@ -157,6 +161,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             min_label: args.order_min_label,
         }),
         grad_penalty: args.grad_penalty,
+        grad_align: args.grad_align,
         learn_prompt: args.learn_prompt.map(|tokens| LearnPrompt {
             tokens,
             init: args.prompt_init,
@@ -168,7 +173,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ..TrainConfig::default()
     };
     let mut cache = Cache::load(&data, &base)?;
-    if args.order_pairs.iter().any(|k| k.needs_reference()) {
+    if config.needs_references() {
         cache = cache.with_references(&data, &base)?;
     }
     eprintln!("{} images from {}", data.samples.len(), args.data.display());

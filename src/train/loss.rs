@@ -22,3 +22,19 @@ pub fn ranking_loss(pred: &Tensor, target: &Tensor, tau: f64, lambda_mse: f64) -
         rank + (pred - &target).square().mean(pred.kind()) * lambda_mse
     }
 }
+
+/// Gradient alignment: mean over the images that differ from their references of
+/// `1 - cos(grad_i, towards_i)`, where `towards_i = reference_i - x_i` and `grad_i = d score_i / d x_i`
+/// (0 when every image equals its reference). Minimising it turns the score's ascent direction
+/// towards the reference.
+///
+/// # Shapes
+/// `grad`, `towards`: (B, ...) -> scalar
+pub fn alignment_loss(grad: &Tensor, towards: &Tensor) -> Tensor {
+    let (g, d) = (grad.flatten(1, -1), towards.to_kind(grad.kind()).flatten(1, -1)); // (B, P)
+    let dims = [1i64].as_slice();
+    let cos = (&g * &d).sum_dim_intlist(dims, false, grad.kind())
+        / (g.norm_scalaropt_dim(2, dims, false) * d.norm_scalaropt_dim(2, dims, false)).clamp_min(1e-30);
+    let mask = d.abs().amax(dims, false).gt(1e-6).to_kind(grad.kind()); // (B): differs from its reference
+    ((cos.neg() + 1.0) * &mask).sum(grad.kind()) / mask.sum(grad.kind()).clamp_min(1.0)
+}

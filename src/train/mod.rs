@@ -16,7 +16,7 @@ mod order;
 
 pub use adamw::AdamW;
 pub use augment::Augment;
-pub use loss::ranking_loss;
+pub use loss::{alignment_loss, ranking_loss};
 pub use order::{OrderKind, OrderPairs, ADVERSARIAL_STEPS};
 
 use crate::data::{load_frame, stratified_folds, Dataset};
@@ -106,6 +106,12 @@ pub struct TrainConfig {
     /// the score around the training images against adversarial optimisation (double backward).
     #[serde(default)]
     pub grad_penalty: f64,
+    /// Weight of the gradient-alignment term `mean_i (1 - cos(d score_i / d x_i, r_i - x_i))` over the
+    /// images that differ from their references `r_i` (0: off): the score's ascent direction is taught
+    /// to point towards the reference, so a denoiser optimising the score moves towards it (double
+    /// backward; needs references).
+    #[serde(default)]
+    pub grad_align: f64,
     #[serde(default)]
     pub learn_prompt: Option<LearnPrompt>,
     /// Anatomy prompts: each image conditioned on the prompt plus its anatomy word (manifest column
@@ -116,6 +122,19 @@ pub struct TrainConfig {
     /// on the backbone; the trainer's base config must then be this folder's.
     #[serde(default)]
     pub from_model: Option<PathBuf>,
+}
+
+impl TrainConfig {
+    /// Whether training needs the images' references (reference or adversarial pairs, alignment).
+    pub fn needs_references(&self) -> bool {
+        self.grad_align > 0.0
+            || self.order_pairs.as_ref().is_some_and(|o| o.kinds.iter().any(|k| k.needs_reference()))
+    }
+
+    /// Whether a step differentiates the input gradient (the penalty or the alignment).
+    fn second_order(&self) -> bool {
+        self.grad_penalty > 0.0 || self.grad_align > 0.0
+    }
 }
 
 impl Default for TrainConfig {
@@ -136,6 +155,7 @@ impl Default for TrainConfig {
             augment: Some(Augment::default()),
             order_pairs: None,
             grad_penalty: 0.0,
+            grad_align: 0.0,
             learn_prompt: None,
             from_model: None,
             anatomy_prompts: false,
@@ -357,12 +377,13 @@ impl Trainer<'_> {
         }
         if let Some(order) = &c.order_pairs {
             order.validate()?;
-            if order.kinds.iter().any(|k| k.needs_reference()) && self.cache.references.is_none() {
-                return Err(Error::InvalidInput(
-                    "reference and adversarial pairs need the images' references (Cache::with_references)"
-                        .into(),
-                ));
-            }
+        }
+        if c.needs_references() && self.cache.references.is_none() {
+            return Err(Error::InvalidInput(
+                "reference and adversarial pairs and gradient alignment need the images' references \
+                 (Cache::with_references)"
+                    .into(),
+            ));
         }
         if let Some(lp) = &c.learn_prompt {
             if !(lp.lr > 0.0 && lp.lr.is_finite()) {
@@ -374,11 +395,10 @@ impl Trainer<'_> {
                 ));
             }
         }
-        if !(c.grad_penalty >= 0.0 && c.grad_penalty.is_finite()) {
-            return Err(Error::InvalidInput(format!(
-                "grad_penalty must be finite and >= 0, got {}",
-                c.grad_penalty
-            )));
+        for (name, w) in [("grad_penalty", c.grad_penalty), ("grad_align", c.grad_align)] {
+            if !(w >= 0.0 && w.is_finite()) {
+                return Err(Error::InvalidInput(format!("{name} must be finite and >= 0, got {w}")));
+            }
         }
         let labels = Vec::<f64>::try_from(self.cache.labels.to_kind(Kind::Double))?;
         if labels.len() < 2 * c.folds {
@@ -518,11 +538,11 @@ impl Trainer<'_> {
                     refs = refs.is_some().then(|| both.narrow(1, 1, 1));
                 }
                 let y = self.cache.labels.index_select(0, &idx);
-                if c.grad_penalty > 0.0 {
+                if c.second_order() {
                     x = x.detach().set_requires_grad(true);
                 }
                 let anatomies = self.cache.anatomies_of(chunk);
-                let pred = if c.grad_penalty > 0.0 {
+                let pred = if c.second_order() {
                     crate::runtime::with_second_order(|| forward(&model, &x, &anatomies, Some(&mut rng)))?
                 } else {
                     forward(&model, &x, &anatomies, Some(&mut rng))?
@@ -553,12 +573,19 @@ impl Trainer<'_> {
                         loss += term * order.weight;
                     }
                 }
-                if c.grad_penalty > 0.0 {
+                if c.second_order() {
+                    // g = d score / d x, kept in the graph: (N, 1, H, W).
                     let total = pred.f_sum(Kind::Float)?;
                     let g = Tensor::f_run_backward(&[&total], &[&x], true, true)?.remove(0);
-                    let penalty =
-                        g.f_square()?.f_sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)?;
-                    loss += penalty.f_mean(Kind::Float)? * c.grad_penalty;
+                    let per_image =
+                        |t: &Tensor| t.f_sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float);
+                    if c.grad_penalty > 0.0 {
+                        loss += per_image(&g.f_square()?)?.f_mean(Kind::Float)? * c.grad_penalty;
+                    }
+                    if c.grad_align > 0.0 {
+                        let refs = refs.as_ref().expect("validated: references are loaded");
+                        loss += alignment_loss(&g, &refs.f_sub(&x.f_detach()?)?) * c.grad_align;
+                    }
                 }
                 (&loss / c.accumulation as f64).backward();
                 let l = loss.double_value(&[]);
