@@ -255,6 +255,13 @@ fn run_records_agree_with_their_pieces() {
     assert!(!s.blur_rewarded() && s.noise_rewarded(), "sharpness: blur lowers it, noise raises it");
     let md = audit::summary_markdown(&run, &s, "toy", "sim");
     assert!(md.contains("| sigma | mean score") && md.contains("PSNR change"), "{md}");
+    // The gradient's direction: a sharpness score points at more noise (away from the reference), a
+    // smoothness score towards the reference.
+    assert!((s.gradient_cosine.mean - mean(&|r| r.gradient_cosine)).abs() < 1e-12);
+    assert!(run.images.iter().all(|r| (-1.0..0.0).contains(&r.gradient_cosine)), "{:?}", run.images);
+    let smooth = audit::run(&Toy::Smoothness, &data, &opts, Device::Cpu, &mut |_| {}).unwrap();
+    assert!(smooth.images.iter().all(|r| (0.0..=1.0).contains(&r.gradient_cosine)), "{:?}", smooth.images);
+    assert!(md.contains("cosine of the gradient"), "{md}");
 }
 
 fn ldctq(args: &[&str]) -> std::process::Output {

@@ -47,7 +47,7 @@ pub struct AscentOutcome {
 
 /// Scores of `[0, 1]` images and their gradient with respect to those images, whatever the
 /// criterion's input space (the LDCTIQA window relates the two).
-fn score_and_grad_unit(criterion: &dyn QualityCriterion, x: &Tensor) -> Result<(Tensor, Tensor)> {
+pub(crate) fn score_and_grad_unit(criterion: &dyn QualityCriterion, x: &Tensor) -> Result<(Tensor, Tensor)> {
     let input = criterion.info().input;
     let (s, g) = criterion.score_and_grad(&Window::LDCTIQA.convert(x, Space::Unit, input)?, None)?;
     // d hu / d unit = the window's width.

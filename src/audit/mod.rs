@@ -201,6 +201,9 @@ pub struct ImageAudit {
     pub vif_ascent: Option<f64>,
     /// Largest change of a pixel made by the ascent (<= epsilon).
     pub linf: f64,
+    /// Cosine between the score's gradient at the input and `reference - input`: > 0 when the
+    /// ascent's first direction points towards the reference.
+    pub gradient_cosine: f64,
     /// Score of the iterate at each step, `0..=steps` (step 0: the input).
     pub score_by_step: Vec<f64>,
     /// PSNR of the iterate at each step.

@@ -63,6 +63,8 @@ pub struct Summary {
     pub vif_change: Option<Estimate>,
     /// Fraction of images whose PSNR the ascent lowered.
     pub psnr_lowered: f64,
+    /// Cosine between the score's gradient at the input and `reference - input`.
+    pub gradient_cosine: Estimate,
     /// Largest pixel change over all images (at most epsilon).
     pub linf: f64,
     pub by_step: Vec<StepRow>,
@@ -175,6 +177,7 @@ pub fn summarize(run: &AuditRun) -> Summary {
         score_gain: estimate(&diff(&|i| i.score_ascent - i.score_input), seed, 1),
         psnr_lowered: psnr.iter().filter(|d| **d < 0.0).count() as f64 / im.len().max(1) as f64,
         psnr_change: estimate(&psnr, seed, 2),
+        gradient_cosine: estimate(&diff(&|i| i.gradient_cosine), seed, 5),
         psnr_ceiling_change: mean(&diff(&|i| i.psnr_ceiling - i.psnr_input)),
         ssim_change: estimate(&diff(&|i| i.ssim_ascent - i.ssim_input), seed, 3),
         vif_change: (!vif.is_empty()).then(|| estimate(&vif, seed, 4)),
@@ -239,6 +242,10 @@ pub fn summary_markdown(run: &AuditRun, summary: &Summary, model: &str, data: &s
     s.push_str(&format!(
         "| PSNR change of the point nearest the reference within the budget (the ceiling, dB) | {:+.3} |\n",
         summary.psnr_ceiling_change
+    ));
+    s.push_str(&format!(
+        "| cosine of the gradient at the input and reference - input | {} |\n",
+        est(&summary.gradient_cosine, 3)
     ));
     s.push_str(&format!("| SSIM change | {} |\n", est(&summary.ssim_change, 4)));
     if let Some(v) = &summary.vif_change {

@@ -1,5 +1,5 @@
 //! The audit of a data set: ascent, blur curve and noise curve of every image.
-use super::ascent::{ascend, to_vec};
+use super::ascent::{ascend, score_and_grad_unit, to_vec};
 use super::curves::{blur_curve, image_seed, noise_curve};
 use super::Result;
 use super::{AuditError, AuditOptions, AuditRun, Event, ImageAudit};
@@ -7,6 +7,7 @@ use crate::criterion::QualityCriterion;
 use crate::data::{load_frame, read_meta, Dataset, Sample};
 use crate::error::Error;
 use crate::metrics::{hu_plus_1024, psnr, ssim, vif, VIF_NOISE_VARIANCE};
+use crate::train::gradient_cosine;
 use crate::window::{Space, Window};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -102,6 +103,8 @@ pub fn run(
             }
             Ok(())
         };
+        // Does the ascent's first direction point at the reference? cos(d score / d x, r - x).
+        let cosine = to_vec(&gradient_cosine(&score_and_grad_unit(criterion, &x)?.1, &r.f_sub(&x)?))?;
         let out = ascend(criterion, &x, &ascent, &mut on_step)?;
         let linf = to_vec(&(&out.images - &x).abs().amax([1i64, 2, 3].as_slice(), false))?;
         let lo = x.f_sub_scalar(ascent.epsilon)?.f_clamp_min(0.0)?;
@@ -133,6 +136,7 @@ pub fn run(
                 vif_input: v0[j],
                 vif_ascent: v1[j],
                 linf: linf[j],
+                gradient_cosine: cosine[j],
                 score_by_step: std::mem::take(&mut score_by_step[j]),
                 psnr_by_step: std::mem::take(&mut psnr_by_step[j]),
                 blur_scores: blur[j].clone(),

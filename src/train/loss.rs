@@ -23,18 +23,27 @@ pub fn ranking_loss(pred: &Tensor, target: &Tensor, tau: f64, lambda_mse: f64) -
     }
 }
 
+/// Cosine between each image's score gradient and the way to its reference, `towards = reference - x`
+/// (0 where the image equals its reference).
+///
+/// # Shapes
+/// `grad`, `towards`: (B, ...) -> (B)
+pub fn gradient_cosine(grad: &Tensor, towards: &Tensor) -> Tensor {
+    let (g, d) = (grad.flatten(1, -1), towards.to_kind(grad.kind()).flatten(1, -1)); // (B, P)
+    let dims = [1i64].as_slice();
+    (&g * &d).sum_dim_intlist(dims, false, grad.kind())
+        / (g.norm_scalaropt_dim(2, dims, false) * d.norm_scalaropt_dim(2, dims, false)).clamp_min(1e-30)
+}
+
 /// Gradient alignment: mean over the images that differ from their references of
-/// `1 - cos(grad_i, towards_i)`, where `towards_i = reference_i - x_i` and `grad_i = d score_i / d x_i`
-/// (0 when every image equals its reference). Minimising it turns the score's ascent direction
-/// towards the reference.
+/// `1 - cos(grad_i, towards_i)` ([`gradient_cosine`]), where `grad_i = d score_i / d x_i` (0 when
+/// every image equals its reference). Minimising it turns the score's ascent direction towards the
+/// reference.
 ///
 /// # Shapes
 /// `grad`, `towards`: (B, ...) -> scalar
 pub fn alignment_loss(grad: &Tensor, towards: &Tensor) -> Tensor {
-    let (g, d) = (grad.flatten(1, -1), towards.to_kind(grad.kind()).flatten(1, -1)); // (B, P)
-    let dims = [1i64].as_slice();
-    let cos = (&g * &d).sum_dim_intlist(dims, false, grad.kind())
-        / (g.norm_scalaropt_dim(2, dims, false) * d.norm_scalaropt_dim(2, dims, false)).clamp_min(1e-30);
-    let mask = d.abs().amax(dims, false).gt(1e-6).to_kind(grad.kind()); // (B): differs from its reference
-    ((cos.neg() + 1.0) * &mask).sum(grad.kind()) / mask.sum(grad.kind()).clamp_min(1.0)
+    let differs = towards.flatten(1, -1).abs().amax([1i64].as_slice(), false).gt(1e-6).to_kind(grad.kind()); // (B)
+    ((gradient_cosine(grad, towards).neg() + 1.0) * &differs).sum(grad.kind())
+        / differs.sum(grad.kind()).clamp_min(1.0)
 }

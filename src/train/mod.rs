@@ -16,7 +16,7 @@ mod order;
 
 pub use adamw::AdamW;
 pub use augment::Augment;
-pub use loss::{alignment_loss, ranking_loss};
+pub use loss::{alignment_loss, gradient_cosine, ranking_loss};
 pub use order::{OrderKind, OrderPairs, ADVERSARIAL_STEPS};
 
 use crate::data::{load_frame, stratified_folds, Dataset};
