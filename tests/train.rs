@@ -245,6 +245,16 @@ fn add_references(data: &Path) {
     }
 }
 
+/// The trainer's error for `config` on `data` loaded without its references.
+fn refusal_without_references(data: &Path, config: TrainConfig) -> String {
+    let base = QualityConfig::new(fixture("siglip/tiny_a").to_str().unwrap(), 16);
+    let cache = Cache::load(&Dataset::open(data).unwrap(), &base).unwrap();
+    let widths = Widths { film_hidden: 8, head_hidden: 8, fusion_hidden: 4 };
+    let t =
+        Trainer { base, widths, config, at: Placement::default(), out: temp_dir("no-refs"), cache: &cache };
+    t.run(false, &mut |_| ControlFlow::Continue(())).err().unwrap().to_string()
+}
+
 /// Reference pairs: refused without the images' references (naming the image); with them, resumable
 /// (and adversarial pairs too), and the chosen model scores images above their copies moved further
 /// from the reference.
@@ -261,17 +271,7 @@ fn reference_pairs_need_references_resume_and_teach_that_further_is_worse() {
     let set = Dataset::open(&data).unwrap();
     let err = Cache::load(&set, &base).unwrap().with_references(&set, &base).err().unwrap().to_string();
     assert!(err.contains("0000.tif") && err.contains("no reference"), "{err}");
-    let cache = Cache::load(&set, &base).unwrap();
-    let widths = Widths { film_hidden: 8, head_hidden: 8, fusion_hidden: 4 };
-    let t = Trainer {
-        base,
-        widths,
-        config: config(1),
-        at: Placement::default(),
-        out: temp_dir("ref-none"),
-        cache: &cache,
-    };
-    let err = t.run(false, &mut |_| ControlFlow::Continue(())).err().unwrap().to_string();
+    let err = refusal_without_references(&data, config(1));
     assert!(err.contains("need the images' references"), "{err}");
 
     add_references(&data);
@@ -283,6 +283,7 @@ fn reference_pairs_need_references_resume_and_teach_that_further_is_worse() {
     };
     assert_resume_is_exact(&data, &adversarial, "adversarial");
     // Without dropout the runs with and without the pairs differ only by the pairs' loss term.
+    let widths = Widths { film_hidden: 8, head_hidden: 8, fusion_hidden: 4 };
     let no_dropout = |config: TrainConfig, name: &str| {
         let mut base = QualityConfig::new(fixture("siglip/tiny_a").to_str().unwrap(), 16);
         base.dropout = 0.0;
@@ -343,19 +344,7 @@ fn gradient_alignment_turns_the_gradient_towards_the_reference() {
         vision: VisionTraining::Full,
         ..tiny_train_config(epochs)
     };
-    let base = QualityConfig::new(fixture("siglip/tiny_a").to_str().unwrap(), 16);
-    let set = Dataset::open(&data).unwrap();
-    let cache = Cache::load(&set, &base).unwrap();
-    let widths = Widths { film_hidden: 8, head_hidden: 8, fusion_hidden: 4 };
-    let t = Trainer {
-        base,
-        widths,
-        config: config(1, 1.0),
-        at: Placement::default(),
-        out: temp_dir("align-none"),
-        cache: &cache,
-    };
-    let err = t.run(false, &mut |_| ControlFlow::Continue(())).err().unwrap().to_string();
+    let err = refusal_without_references(&data, config(1, 1.0));
     assert!(err.contains("gradient alignment need the images' references"), "{err}");
 
     add_references(&data);
