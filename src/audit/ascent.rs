@@ -41,13 +41,15 @@ pub struct AscentOutcome {
     pub images: Tensor,
     /// Scores of the start.
     pub start_scores: Vec<f64>,
+    /// The score's gradient at the start (the ascent's first direction before its sign), `(N, 1, H, W)`.
+    pub start_grad: Tensor,
     /// Scores of [`AscentOutcome::images`].
     pub scores: Vec<f64>,
 }
 
 /// Scores of `[0, 1]` images and their gradient with respect to those images, whatever the
 /// criterion's input space (the LDCTIQA window relates the two).
-pub(crate) fn score_and_grad_unit(criterion: &dyn QualityCriterion, x: &Tensor) -> Result<(Tensor, Tensor)> {
+fn score_and_grad_unit(criterion: &dyn QualityCriterion, x: &Tensor) -> Result<(Tensor, Tensor)> {
     let input = criterion.info().input;
     let (s, g) = criterion.score_and_grad(&Window::LDCTIQA.convert(x, Space::Unit, input)?, None)?;
     // d hu / d unit = the window's width.
@@ -95,7 +97,7 @@ pub fn ascend(
     let mut x = x0.shallow_clone();
     let mut best = x0.shallow_clone();
     let mut best_scores: Option<Tensor> = None;
-    let mut start_scores = Vec::new();
+    let (mut start_scores, mut start_grad) = (Vec::new(), None);
     // Keeps, per image, the iterate `x` where its scores `s` beat the best so far.
     let mut keep = |x: &Tensor, s: &Tensor, best: &mut Tensor| -> Result<()> {
         let s = s.f_to_kind(Kind::Double)?.f_to_device(x.device())?;
@@ -117,6 +119,7 @@ pub fn ascend(
         let scores = to_vec(&s)?;
         if k == 0 {
             start_scores = scores.clone();
+            start_grad = Some(g.shallow_clone());
         }
         on_step(k, &x, &scores)?;
         keep(&x, &s, &mut best)?;
@@ -127,5 +130,6 @@ pub fn ascend(
     on_step(ascent.steps, &x, &to_vec(&s)?)?;
     keep(&x, &s, &mut best)?;
     let scores = to_vec(best_scores.as_ref().expect("at least one step"))?;
-    Ok(AscentOutcome { images: best, start_scores, scores })
+    let start_grad = start_grad.expect("at least one step");
+    Ok(AscentOutcome { images: best, start_scores, start_grad, scores })
 }

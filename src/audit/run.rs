@@ -1,5 +1,5 @@
 //! The audit of a data set: ascent, blur curve and noise curve of every image.
-use super::ascent::{ascend, score_and_grad_unit, to_vec};
+use super::ascent::{ascend, to_vec};
 use super::curves::{blur_curve, image_seed, noise_curve};
 use super::Result;
 use super::{AuditError, AuditOptions, AuditRun, Event, ImageAudit};
@@ -103,9 +103,9 @@ pub fn run(
             }
             Ok(())
         };
-        // Does the ascent's first direction point at the reference? cos(d score / d x, r - x).
-        let cosine = to_vec(&gradient_cosine(&score_and_grad_unit(criterion, &x)?.1, &r.f_sub(&x)?))?;
         let out = ascend(criterion, &x, &ascent, &mut on_step)?;
+        // Does the ascent's first direction point at the reference? cos(d score / d x, r - x).
+        let cosine = to_vec(&gradient_cosine(&out.start_grad, &r.f_sub(&x)?))?;
         let linf = to_vec(&(&out.images - &x).abs().amax([1i64, 2, 3].as_slice(), false))?;
         let lo = x.f_sub_scalar(ascent.epsilon)?.f_clamp_min(0.0)?;
         let hi = x.f_add_scalar(ascent.epsilon)?.f_clamp_max(1.0)?;

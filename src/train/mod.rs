@@ -577,13 +577,13 @@ impl Trainer<'_> {
                     // g = d score / d x, kept in the graph: (N, 1, H, W).
                     let total = pred.f_sum(Kind::Float)?;
                     let g = Tensor::f_run_backward(&[&total], &[&x], true, true)?.remove(0);
-                    let per_image =
-                        |t: &Tensor| t.f_sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float);
                     if c.grad_penalty > 0.0 {
-                        loss += per_image(&g.f_square()?)?.f_mean(Kind::Float)? * c.grad_penalty;
+                        let penalty =
+                            g.f_square()?.f_sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)?;
+                        loss += penalty.f_mean(Kind::Float)? * c.grad_penalty;
                     }
-                    if c.grad_align > 0.0 {
-                        let refs = refs.as_ref().expect("validated: references are loaded");
+                    if let (true, Some(refs)) = (c.grad_align > 0.0, &refs) {
+                        // References are loaded whenever grad_align > 0 (checked above).
                         loss += alignment_loss(&g, &refs.f_sub(&x.f_detach()?)?) * c.grad_align;
                     }
                 }
