@@ -242,6 +242,41 @@ fn reference_pairs_move_images_away_from_their_references() {
     );
 }
 
+/// `detail` blurs an image's anatomy and keeps its noise, `x - ref + G_sigma ref` with sigma 0.5-1.5,
+/// for any label and also for an image equal to its reference; a batch without references is not paired.
+#[test]
+fn detail_pairs_blur_the_reference_and_keep_the_noise() {
+    tch::manual_seed(7);
+    let refs = Tensor::rand([2, 1, 24, 24], (Kind::Float, Device::Cpu));
+    let noise = Tensor::randn([2, 1, 24, 24], (Kind::Float, Device::Cpu)) * 0.05;
+    let x = &refs + &noise * Tensor::from_slice(&[1.0f32, 0.0]).view([2, 1, 1, 1]); // image 1 = its reference
+    let y = Tensor::from_slice(&[0.5f32, 4.0]);
+    let pairs = OrderPairs { kinds: vec!["detail".parse().unwrap()], weight: 1.0, min_label: 3.0 };
+    let (worse, which) = pairs.degrade(&x, Some(&refs), &y, 1.0, &mut Rng::new(8), None).unwrap().unwrap();
+    assert_eq!(Vec::<i64>::try_from(which).unwrap(), vec![0, 1], "any label, an image equal to its reference too");
+    let lost = |sigma: f64, i: i64| {
+        let r = refs.narrow(0, i, 1);
+        (&r - filters::gaussian(&r, sigma).unwrap()).square().sum(Kind::Double).double_value(&[])
+    };
+    for i in 0..2 {
+        let kept = worse.get(i) - (x.get(i) - refs.get(i)); // the blurred reference, if the noise is kept
+        let removed = (refs.get(i) - &kept).square().sum(Kind::Double).double_value(&[]);
+        assert!(lost(0.5, i) < removed && removed < lost(1.5, i), "sigma 0.5-1.5: {removed}");
+        let (mut lo, mut hi) = (0.5, 1.5); // the sigma that removes as much, by bisection (monotone)
+        for _ in 0..30 {
+            let mid = (lo + hi) / 2.0;
+            *(if lost(mid, i) < removed { &mut lo } else { &mut hi }) = mid;
+        }
+        let sigma = lo;
+        let blurred = filters::gaussian(&refs.narrow(0, i, 1), sigma).unwrap().get(0);
+        assert!(common::max_abs_diff(&kept, &blurred) < 2e-3, "the reference blurred by one Gaussian, the noise kept");
+    }
+    assert!(
+        pairs.degrade(&x, None, &y, 1.0, &mut Rng::new(8), None).unwrap().is_none(),
+        "no references, no pairs"
+    );
+}
+
 /// `adversarial` takes signed-gradient steps adding up to 0.25-2 % of the range from the image, and
 /// pairs it only when the step lands further from the reference: a gradient pointing away from the
 /// reference is paired, one pointing towards it (by less than the residual) is not.

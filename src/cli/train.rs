@@ -63,9 +63,9 @@ pub struct Args {
     #[arg(long, allow_hyphen_values = true, conflicts_with = "init_from")]
     window: Option<Window>,
     /// Weakly supervised order pairs, each image against a degraded copy of itself: any of blur,
-    /// oversmooth, noise, texture, offset, sharpen, reference, adversarial (comma-separated; see
-    /// `ldctq::train::OrderKind`; `reference` and `adversarial` need a set with references, as
-    /// `ldctq simulate` writes).
+    /// oversmooth, noise, texture, offset, sharpen, reference, detail, adversarial (comma-separated;
+    /// see `ldctq::train::OrderKind`; `reference`, `detail` and `adversarial` need a set with
+    /// references, as `ldctq simulate` writes).
     #[arg(long, value_delimiter = ',')]
     order_pairs: Vec<OrderKind>,
     /// Weight of the order-pair term.

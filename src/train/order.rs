@@ -17,6 +17,10 @@
 //!   degradation (noise and streaks of the scan's own texture, blur, over-smoothing, blotches), more
 //!   of it is worse: for a scan, its own noise 1.4-2 times stronger (the dose halved to quartered),
 //!   the pair that ranks a slice's dose series; so the score's gradient points towards the reference.
+//! * `detail`: the image's anatomy blurred and its noise kept, `x - ref + G_sigma ref`, sigma 0.5-1.5
+//!   px (the set's `reference/`): lost sharpness with the same noise, worse at any dose. A plain blur
+//!   removes noise and detail together, so its pairs hold only for images with little noise; these
+//!   teach the loss of detail apart from the noise, which the dose pairs already rank.
 //! * `adversarial`: [`ADVERSARIAL_STEPS`] steps of signed-gradient ascent on the model being
 //!   trained, `x_{k+1} = x_k + (e / K) sign(d score / d x_k)`, e 0.25-2 % of the range, kept when it
 //!   lies further from the set's reference than `x` (nearly always: the steps add up to e^2 per pixel
@@ -28,8 +32,8 @@
 //!
 //! Smoothing can improve a noisy image and sharpening a blurred one, so `blur`, `oversmooth` and
 //! `sharpen` pair only images labelled at least [`OrderPairs::min_label`]; added noise and a shifted
-//! calibration always degrade, so `noise`, `texture` and `offset` pair any image; `reference` pairs
-//! and `adversarial` any image that differs from its reference.
+//! calibration always degrade, so `noise`, `texture` and `offset` pair any image, and `detail` any
+//! image with a reference; `reference` and `adversarial` any image that differs from its reference.
 //! Draws come from the run's seeded [`Rng`] (resumable like the rest of the trainer).
 use crate::error::{Error, Result};
 use crate::filters;
@@ -48,6 +52,7 @@ pub enum OrderKind {
     Offset,
     Sharpen,
     Reference,
+    Detail,
     Adversarial,
 }
 
@@ -60,6 +65,11 @@ impl OrderKind {
 
     /// Whether it needs the image's reference.
     pub fn needs_reference(self) -> bool {
+        matches!(self, Self::Reference | Self::Detail | Self::Adversarial)
+    }
+
+    /// Whether it moves the image away from its reference (nothing to move from when they are equal).
+    fn needs_difference(self) -> bool {
         matches!(self, Self::Reference | Self::Adversarial)
     }
 }
@@ -75,9 +85,10 @@ impl std::str::FromStr for OrderKind {
             "offset" => Ok(Self::Offset),
             "sharpen" => Ok(Self::Sharpen),
             "reference" => Ok(Self::Reference),
+            "detail" => Ok(Self::Detail),
             "adversarial" => Ok(Self::Adversarial),
             other => Err(format!(
-                "{other:?}: expected blur, oversmooth, noise, texture, offset, sharpen, reference or adversarial"
+                "{other:?}: expected blur, oversmooth, noise, texture, offset, sharpen, reference, detail or adversarial"
             )),
         }
     }
@@ -134,7 +145,8 @@ impl OrderPairs {
                 .iter()
                 .copied()
                 .filter(|k| !k.changes_sharpness() || label >= self.min_label)
-                .filter(|k| !k.needs_reference() || differs)
+                .filter(|k| !k.needs_reference() || residual.is_some())
+                .filter(|k| !k.needs_difference() || differs)
                 .collect();
             if eligible.is_empty() {
                 continue;
@@ -218,14 +230,21 @@ fn degrade_one(
             let detail = x.f_sub(&filters::gaussian(&x, sigma)?)?;
             x.f_add(&detail.f_mul_scalar(amount)?)?
         }
-        OrderKind::Reference => match residual {
-            Some(d) => x.f_add(&d.f_mul_scalar(rng.range(0.4, 1.0))?)?,
-            None => return Err(Error::InvalidInput("reference pairs: the image has no reference".into())),
-        },
+        OrderKind::Reference => x.f_add(&needed_residual(residual, kind)?.f_mul_scalar(rng.range(0.4, 1.0))?)?,
+        OrderKind::Detail => {
+            let reference = x.f_sub(needed_residual(residual, kind)?)?;
+            let lost = reference.f_sub(&filters::gaussian(&reference, rng.range(0.5, 1.5))?)?;
+            x.f_sub(&lost)? // x - ref + G ref
+        }
         OrderKind::Adversarial => {
             return Err(Error::InvalidInput("adversarial pairs are made from the batch's gradient".into()))
         }
     })
+}
+
+/// The residual `x - ref` a kind needs, or an error naming it.
+fn needed_residual(residual: Option<&Tensor>, kind: OrderKind) -> Result<&Tensor> {
+    residual.ok_or_else(|| Error::InvalidInput(format!("{kind:?} pairs: the image has no reference")))
 }
 
 /// Noise of `std` shaped like `x`: white, or smoothed by a Gaussian of `grain` px and rescaled.
