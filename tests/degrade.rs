@@ -253,7 +253,11 @@ fn detail_pairs_blur_the_reference_and_keep_the_noise() {
     let y = Tensor::from_slice(&[0.5f32, 4.0]);
     let pairs = OrderPairs { kinds: vec!["detail".parse().unwrap()], weight: 1.0, min_label: 3.0 };
     let (worse, which) = pairs.degrade(&x, Some(&refs), &y, 1.0, &mut Rng::new(8), None).unwrap().unwrap();
-    assert_eq!(Vec::<i64>::try_from(which).unwrap(), vec![0, 1], "any label, an image equal to its reference too");
+    assert_eq!(
+        Vec::<i64>::try_from(which).unwrap(),
+        vec![0, 1],
+        "any label, an image equal to its reference too"
+    );
     let lost = |sigma: f64, i: i64| {
         let r = refs.narrow(0, i, 1);
         (&r - filters::gaussian(&r, sigma).unwrap()).square().sum(Kind::Double).double_value(&[])
@@ -269,7 +273,10 @@ fn detail_pairs_blur_the_reference_and_keep_the_noise() {
         }
         let sigma = lo;
         let blurred = filters::gaussian(&refs.narrow(0, i, 1), sigma).unwrap().get(0);
-        assert!(common::max_abs_diff(&kept, &blurred) < 2e-3, "the reference blurred by one Gaussian, the noise kept");
+        assert!(
+            common::max_abs_diff(&kept, &blurred) < 2e-3,
+            "the reference blurred by one Gaussian, the noise kept"
+        );
     }
     assert!(
         pairs.degrade(&x, None, &y, 1.0, &mut Rng::new(8), None).unwrap().is_none(),

@@ -6,8 +6,8 @@ use common::{fixture, synthetic_set, temp_dir, tiny_train_config};
 use ldctq::data::{stratified_folds, Dataset};
 use ldctq::model::{QualityConfig, QualityModel, Widths};
 use ldctq::train::{
-    alignment_loss, cosine_lr, ranking_loss, AdamW, Cache, Event, OrderKind, OrderPairs, TrainConfig,
-    Trainer, VisionTraining,
+    alignment_directions, alignment_loss, cosine_lr, ranking_loss, AdamW, Cache, Event, OrderKind,
+    OrderPairs, TrainConfig, Trainer, VisionTraining,
 };
 use ldctq::Placement;
 use ldctq::QualityCriterion;
@@ -59,6 +59,23 @@ fn alignment_loss_matches_a_hand_computation() {
     assert!((alignment_loss(&g, &d).double_value(&[]) - want).abs() < 1e-12);
     let zero = alignment_loss(&g.narrow(0, 3, 1), &d.narrow(0, 3, 1)).double_value(&[]);
     assert_eq!(zero, 0.0);
+}
+
+/// `grad_align_below`: only the images labelled below it keep their direction `ref - x`; the others
+/// get zero and drop out of the loss's mean (here: the image at 45 degrees, labelled 3.5).
+#[test]
+fn alignment_directions_keep_only_images_labelled_below_the_bound() {
+    let g = Tensor::from_slice(&[1.0f64, 0.0, -2.0, 0.0, 1.0, 1.0, 5.0, 5.0]).view([4, 1, 1, 2]);
+    let refs = Tensor::from_slice(&[3.0f64, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]).view([4, 1, 1, 2]);
+    let x = Tensor::zeros([4, 1, 1, 2], (Kind::Double, tch::Device::Cpu));
+    let labels = Tensor::from_slice(&[1.0f32, 2.9, 3.5, 0.0]);
+    let all = alignment_directions(&x, &refs, &labels, None).unwrap();
+    assert_eq!(f64::try_from((&all - &refs).abs().max()).unwrap(), 0.0, "None: every image, ref - x");
+    let below = alignment_directions(&x, &refs, &labels, Some(3.0)).unwrap();
+    let kept: Vec<f64> = Vec::try_from(below.flatten(0, -1)).unwrap();
+    assert_eq!(kept, vec![3.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    let want = (0.0 + 2.0) / 2.0; // aligned and opposite; the 45-degree image left out
+    assert!((alignment_loss(&g, &below).double_value(&[]) - want).abs() < 1e-12);
 }
 
 #[test]

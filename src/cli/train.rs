@@ -81,6 +81,9 @@ pub struct Args {
     /// towards its reference (needs a set with references; double backward, about 3x slower).
     #[arg(long, default_value_t = 0.0)]
     grad_align: f64,
+    /// Align only the images labelled below this (default: all that differ from their references).
+    #[arg(long, requires = "grad_align")]
+    grad_align_below: Option<f64>,
     /// Model input size (default: the backbone's).
     #[arg(long, conflicts_with = "init_from")]
     image_size: Option<i64>,
@@ -162,6 +165,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }),
         grad_penalty: args.grad_penalty,
         grad_align: args.grad_align,
+        grad_align_below: args.grad_align_below,
         learn_prompt: args.learn_prompt.map(|tokens| LearnPrompt {
             tokens,
             init: args.prompt_init,

@@ -1,5 +1,6 @@
 //! The training loss (paper, section III-E): pairwise RankNet over the untied pairs of a batch plus an
 //! optional MSE term.
+use crate::error::Result;
 use tch::{Kind, Tensor};
 
 /// L = L_rank + lambda_mse * L_mse with
@@ -46,4 +47,23 @@ pub fn alignment_loss(grad: &Tensor, towards: &Tensor) -> Tensor {
     let differs = towards.flatten(1, -1).abs().amax([1i64].as_slice(), false).gt(1e-6).to_kind(grad.kind()); // (B)
     ((gradient_cosine(grad, towards).neg() + 1.0) * &differs).sum(grad.kind())
         / differs.sum(grad.kind()).clamp_min(1.0)
+}
+
+/// The directions the alignment turns the gradient to: `reference - x` for the images labelled below
+/// `below` (all when `None`), zero for the others, which [`alignment_loss`] then leaves out.
+///
+/// # Shapes
+/// `x`, `references`: (B, ...), `labels`: (B) -> (B, ...)
+pub fn alignment_directions(
+    x: &Tensor,
+    references: &Tensor,
+    labels: &Tensor,
+    below: Option<f64>,
+) -> Result<Tensor> {
+    let towards = references.f_sub(x)?;
+    let Some(below) = below else { return Ok(towards) };
+    let mut shape = vec![-1i64];
+    shape.resize(x.dim(), 1); // (B, 1, ...)
+    let keep = labels.f_lt(below)?.f_to_kind(towards.kind())?.f_to_device(towards.device())?;
+    Ok(towards.f_mul(&keep.f_view(shape.as_slice())?)?)
 }

@@ -16,7 +16,7 @@ mod order;
 
 pub use adamw::AdamW;
 pub use augment::Augment;
-pub use loss::{alignment_loss, gradient_cosine, ranking_loss};
+pub use loss::{alignment_directions, alignment_loss, gradient_cosine, ranking_loss};
 pub use order::{OrderKind, OrderPairs, ADVERSARIAL_STEPS};
 
 use crate::data::{load_frame, stratified_folds, Dataset};
@@ -112,6 +112,11 @@ pub struct TrainConfig {
     /// backward; needs references).
     #[serde(default)]
     pub grad_align: f64,
+    /// Align only the images labelled below this (`None`: all). Near the reference the way to it is
+    /// "remove the remaining noise", which a blur does to first order; above such a label the order
+    /// pairs alone decide between noise and sharpness.
+    #[serde(default)]
+    pub grad_align_below: Option<f64>,
     #[serde(default)]
     pub learn_prompt: Option<LearnPrompt>,
     /// Anatomy prompts: each image conditioned on the prompt plus its anatomy word (manifest column
@@ -156,6 +161,7 @@ impl Default for TrainConfig {
             order_pairs: None,
             grad_penalty: 0.0,
             grad_align: 0.0,
+            grad_align_below: None,
             learn_prompt: None,
             from_model: None,
             anatomy_prompts: false,
@@ -400,6 +406,9 @@ impl Trainer<'_> {
                 return Err(Error::InvalidInput(format!("{name} must be finite and >= 0, got {w}")));
             }
         }
+        if let Some(below) = c.grad_align_below.filter(|b| !b.is_finite()) {
+            return Err(Error::InvalidInput(format!("grad_align_below must be finite, got {below}")));
+        }
         let labels = Vec::<f64>::try_from(self.cache.labels.to_kind(Kind::Double))?;
         if labels.len() < 2 * c.folds {
             return Err(Error::InvalidInput(format!(
@@ -584,7 +593,8 @@ impl Trainer<'_> {
                     }
                     if let (true, Some(refs)) = (c.grad_align > 0.0, &refs) {
                         // References are loaded whenever grad_align > 0 (checked above).
-                        loss += alignment_loss(&g, &refs.f_sub(&x.f_detach()?)?) * c.grad_align;
+                        let towards = alignment_directions(&x.f_detach()?, refs, &y, c.grad_align_below)?;
+                        loss += alignment_loss(&g, &towards) * c.grad_align;
                     }
                 }
                 (&loss / c.accumulation as f64).backward();

@@ -230,7 +230,9 @@ fn degrade_one(
             let detail = x.f_sub(&filters::gaussian(&x, sigma)?)?;
             x.f_add(&detail.f_mul_scalar(amount)?)?
         }
-        OrderKind::Reference => x.f_add(&needed_residual(residual, kind)?.f_mul_scalar(rng.range(0.4, 1.0))?)?,
+        OrderKind::Reference => {
+            x.f_add(&needed_residual(residual, kind)?.f_mul_scalar(rng.range(0.4, 1.0))?)?
+        }
         OrderKind::Detail => {
             let reference = x.f_sub(needed_residual(residual, kind)?)?;
             let lost = reference.f_sub(&filters::gaussian(&reference, rng.range(0.5, 1.5))?)?;
