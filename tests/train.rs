@@ -290,6 +290,12 @@ fn reference_pairs_need_references_resume_and_teach_that_further_is_worse() {
     assert!(err.contains("0000.tif") && err.contains("no reference"), "{err}");
     let err = refusal_without_references(&data, config(1));
     assert!(err.contains("need the images' references"), "{err}");
+    let detail = TrainConfig {
+        order_pairs: Some(OrderPairs { kinds: vec![OrderKind::Detail], weight: 2.0, min_label: 2.0 }),
+        ..config(1)
+    };
+    let err = refusal_without_references(&data, detail);
+    assert!(err.contains("detail") && err.contains("need the images' references"), "{err}");
 
     add_references(&data);
     assert_resume_is_exact(&data, &config(3), "reference");

@@ -386,7 +386,7 @@ impl Trainer<'_> {
         }
         if c.needs_references() && self.cache.references.is_none() {
             return Err(Error::InvalidInput(
-                "reference and adversarial pairs and gradient alignment need the images' references \
+                "reference, detail and adversarial pairs and gradient alignment need the images' references \
                  (Cache::with_references)"
                     .into(),
             ));
