@@ -114,7 +114,8 @@ pub struct TrainConfig {
     pub grad_align: f64,
     /// Align only the images labelled below this (`None`: all). Near the reference the way to it is
     /// "remove the remaining noise", which a blur does to first order; above such a label the order
-    /// pairs alone decide between noise and sharpness.
+    /// pairs alone are meant to decide between noise and sharpness (on the default recipe the model
+    /// still learned to prefer blur: docs/default-model.md, rows R-X).
     #[serde(default)]
     pub grad_align_below: Option<f64>,
     #[serde(default)]
