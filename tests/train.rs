@@ -380,6 +380,44 @@ fn gradient_alignment_turns_the_gradient_towards_the_reference() {
     assert!(a > b + 0.1 && a > 0.2, "alignment {a:.3} against {b:.3} without it");
 }
 
+/// Alignment at the order pairs' copies: refused without order pairs, resumable, and it turns the
+/// score's gradient at blurred copies towards the references (sharpening): the mean cosine there
+/// beats the same run's without it.
+#[test]
+fn copy_alignment_turns_the_gradient_at_blurred_copies_towards_the_reference() {
+    tch::set_num_threads(1);
+    let data = synthetic_set(24);
+    add_references(&data);
+    let config = |epochs, grad_align_copies| TrainConfig {
+        order_pairs: Some(OrderPairs { kinds: vec![OrderKind::Blur], weight: 1.0, min_label: 2.0 }),
+        grad_align_copies,
+        augment: None,
+        vision: VisionTraining::Full,
+        ..tiny_train_config(epochs)
+    };
+    let err = refusal_without_references(&data, TrainConfig { order_pairs: None, ..config(1, 1.0) });
+    assert!(err.contains("grad_align_copies needs order pairs"), "{err}");
+    assert_resume_is_exact(&data, &config(3, 1.0), "copy-align");
+
+    let (with, without) = (temp_dir("copy-align-with"), temp_dir("copy-align-without"));
+    train(&data, &with, config(12, 2.0), false, None);
+    train(&data, &without, config(12, 0.0), false, None);
+    let base = QualityConfig::new(fixture("siglip/tiny_a").to_str().unwrap(), 16);
+    let set = Dataset::open(&data).unwrap();
+    let cache = Cache::load(&set, &base).unwrap().with_references(&set, &base).unwrap();
+    let keep = cache.labels.ge(2.0).nonzero().squeeze_dim(1);
+    let blurred = ldctq::filters::gaussian(&cache.images.index_select(0, &keep), 1.0).unwrap();
+    let towards = cache.references.as_ref().unwrap().index_select(0, &keep) - &blurred;
+    let cosine = |dir: &Path| {
+        let model = QualityModel::load(dir, Placement::default()).unwrap();
+        let (_, g) = model.score_and_grad(&blurred, None).unwrap();
+        1.0 - alignment_loss(&g, &towards).double_value(&[])
+    };
+    let (a, b) = (cosine(&with), cosine(&without));
+    println!("mean cos(grad, reference - blurred) at blurred copies: aligned {a:.3}, not aligned {b:.3}");
+    assert!(a > b + 0.1 && a > 0.2, "copy alignment {a:.3} against {b:.3} without it");
+}
+
 #[test]
 fn smoke_training_lowers_the_loss() {
     let data = synthetic_set(30);

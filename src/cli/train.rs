@@ -84,6 +84,10 @@ pub struct Args {
     /// Align only the images labelled below this (default: all that differ from their references).
     #[arg(long, requires = "grad_align")]
     grad_align_below: Option<f64>,
+    /// Weight of the same alignment at the order pairs' degraded copies, towards their images'
+    /// references (teaches the score to fall along blur; needs --order-pairs and references).
+    #[arg(long, default_value_t = 0.0, requires = "order_pairs")]
+    grad_align_copies: f64,
     /// Model input size (default: the backbone's).
     #[arg(long, conflicts_with = "init_from")]
     image_size: Option<i64>,
@@ -166,6 +170,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         grad_penalty: args.grad_penalty,
         grad_align: args.grad_align,
         grad_align_below: args.grad_align_below,
+        grad_align_copies: args.grad_align_copies,
         learn_prompt: args.learn_prompt.map(|tokens| LearnPrompt {
             tokens,
             init: args.prompt_init,

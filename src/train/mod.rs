@@ -118,6 +118,12 @@ pub struct TrainConfig {
     /// still learned to prefer blur: docs/default-model.md, rows R-X).
     #[serde(default)]
     pub grad_align_below: Option<f64>,
+    /// Weight of the same alignment at the order pairs' degraded copies, towards their images'
+    /// references (0: off): at a blurred copy of a clean image the way to the reference is to sharpen,
+    /// so the score is taught to fall along the blur, not only to rise towards less noise (double
+    /// backward on the copies; needs order pairs and references).
+    #[serde(default)]
+    pub grad_align_copies: f64,
     #[serde(default)]
     pub learn_prompt: Option<LearnPrompt>,
     /// Anatomy prompts: each image conditioned on the prompt plus its anatomy word (manifest column
@@ -134,6 +140,7 @@ impl TrainConfig {
     /// Whether training needs the images' references (reference or adversarial pairs, alignment).
     pub fn needs_references(&self) -> bool {
         self.grad_align > 0.0
+            || self.grad_align_copies > 0.0
             || self.order_pairs.as_ref().is_some_and(|o| o.kinds.iter().any(|k| k.needs_reference()))
     }
 
@@ -163,6 +170,7 @@ impl Default for TrainConfig {
             grad_penalty: 0.0,
             grad_align: 0.0,
             grad_align_below: None,
+            grad_align_copies: 0.0,
             learn_prompt: None,
             from_model: None,
             anatomy_prompts: false,
@@ -385,6 +393,9 @@ impl Trainer<'_> {
         if let Some(order) = &c.order_pairs {
             order.validate()?;
         }
+        if c.grad_align_copies != 0.0 && c.order_pairs.is_none() {
+            return Err(Error::InvalidInput("grad_align_copies needs order pairs (their copies)".into()));
+        }
         if c.needs_references() && self.cache.references.is_none() {
             return Err(Error::InvalidInput(
                 "reference, detail and adversarial pairs and gradient alignment need the images' references \
@@ -402,7 +413,11 @@ impl Trainer<'_> {
                 ));
             }
         }
-        for (name, w) in [("grad_penalty", c.grad_penalty), ("grad_align", c.grad_align)] {
+        for (name, w) in [
+            ("grad_penalty", c.grad_penalty),
+            ("grad_align", c.grad_align),
+            ("grad_align_copies", c.grad_align_copies),
+        ] {
             if !(w >= 0.0 && w.is_finite()) {
                 return Err(Error::InvalidInput(format!("{name} must be finite and >= 0, got {w}")));
             }
@@ -574,8 +589,26 @@ impl Trainer<'_> {
                             .iter()
                             .map(|&k| chunk[k as usize])
                             .collect();
-                        let pred_worse =
-                            forward(&model, &worse, &self.cache.anatomies_of(&of), Some(&mut rng))?;
+                        let anatomies = self.cache.anatomies_of(&of);
+                        let align_copies = match &refs {
+                            Some(r) if c.grad_align_copies > 0.0 => Some(r.f_index_select(0, &which)?),
+                            _ => None,
+                        };
+                        let pred_worse = match &align_copies {
+                            Some(copy_refs) => {
+                                // g = d score / d copy, in the graph; turned towards the reference.
+                                let worse = worse.f_detach()?.set_requires_grad(true);
+                                let pred = crate::runtime::with_second_order(|| {
+                                    forward(&model, &worse, &anatomies, Some(&mut rng))
+                                })?;
+                                let total = pred.f_sum(Kind::Float)?;
+                                let g = Tensor::f_run_backward(&[&total], &[&worse], true, true)?.remove(0);
+                                let towards = copy_refs.f_sub(&worse.f_detach()?)?;
+                                loss += alignment_loss(&g, &towards) * c.grad_align_copies;
+                                pred
+                            }
+                            None => forward(&model, &worse, &anatomies, Some(&mut rng))?,
+                        };
                         // softplus(-(s_x - s_worse) / tau): RankNet on "x is better".
                         let margin = pred.f_index_select(0, &which)?.f_sub(&pred_worse)?;
                         let term =
