@@ -63,7 +63,7 @@
 
 // Minor version of the C ABI: grows when functions, struct fields (at the end) or status codes are
 // added.
-#define LDCTQ_ABI_VERSION_MINOR 2
+#define LDCTQ_ABI_VERSION_MINOR 3
 
 // Status of a call. The numbers are fixed and never reused; retired codes stay listed as reserved.
 // On any status but `LDCTQ_STATUS_OK`, `ldctq_last_error_message()` says what went wrong.
@@ -165,6 +165,11 @@ enum ldctq_map_method
   // Occlusion (ABI 1.2): the score gained if the 3 x 3 patch tokens around each patch were
   // replaced by the mean of the ring around them, upsampled bilinearly; in score units.
   LDCTQ_MAP_METHOD_OCCLUSION = 2,
+  // Smoothing gain (ABI 1.3): the first-order score gained by smoothing each neighbourhood,
+  // G_w * (-(d score / d image) . (image - G_s image)), s = (h + w) / 512 (at least 0.5) and
+  // w = 3 (h + w) / 128 pixels; high at residual noise and streaks, negative where smoothing costs
+  // score.
+  LDCTQ_MAP_METHOD_SMOOTHING = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

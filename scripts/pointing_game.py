@@ -3,7 +3,7 @@
 
 A map scores a hit on an image when its arg-max pixel lies within RADIUS (15) pixels of the
 degradation's mask (Euclidean distance between pixel centres to the nearest mask pixel). Scored per
-degradation kind and overall for the maps of `ldctq map` (intrinsic, gradient, occlusion), a plain image-gradient
+degradation kind and overall for the maps of `ldctq map` (intrinsic, gradient, occlusion, smoothing), a plain image-gradient
 baseline (Sobel magnitude of the image, smoothed like the gradient map, no model) and a uniform random
 point, whose expected hit rate is, exactly, the fraction of the image within RADIUS of the mask.
 
@@ -20,7 +20,7 @@ from PIL import Image
 from scipy import ndimage
 
 RADIUS = 15.0
-MODEL_METHODS = ["intrinsic", "gradient", "occlusion"]
+MODEL_METHODS = ["intrinsic", "gradient", "occlusion", "smoothing"]
 BASELINES = ["image-gradient", "random"]
 HEADERS = {"image-gradient": "image gradient (Sobel)", "random": "random (expected)"}
 

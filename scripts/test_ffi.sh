@@ -128,7 +128,7 @@ fi
 import sys
 import numpy as np
 d = sys.argv[1]
-for method in ("intrinsic", "gradient", "occlusion"):
+for method in ("intrinsic", "gradient", "occlusion", "smoothing"):
     c = np.fromfile(f"{d}/map_{method}.f32", np.float32).reshape(2, 20, 24)
     cli = np.stack([np.load(f"{d}/cli/maps-{i}.{method}.npy") for i in range(2)])
     worst = float(np.abs(c - cli).max())

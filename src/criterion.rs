@@ -56,16 +56,24 @@ pub enum MapMethod {
     /// [`crate::model::OCCLUSION_BLOCK`]), upsampled bilinearly ([`QualityModel::occlusion_map`]). In
     /// score units.
     Occlusion,
+    /// Smoothing gain (gradient x input): the first-order score gained by smoothing each
+    /// neighbourhood, `G_w * (-(d score / d x) . (x - G_s x))` with `s` a quarter of
+    /// [`gradient_sigma`] (1 px at 256 x 256, at least 0.5) and `w` three times it (12 px), elementwise product
+    /// ([`smoothing_sigmas`]). High where the model's gradient asks to remove detail: residual noise
+    /// and streaks; negative where smoothing would cost score. Score units per pixel.
+    Smoothing,
 }
 
 impl MapMethod {
-    pub const ALL: [MapMethod; 3] = [MapMethod::Intrinsic, MapMethod::Gradient, MapMethod::Occlusion];
+    pub const ALL: [MapMethod; 4] =
+        [MapMethod::Intrinsic, MapMethod::Gradient, MapMethod::Occlusion, MapMethod::Smoothing];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Intrinsic => "intrinsic",
             Self::Gradient => "gradient",
             Self::Occlusion => "occlusion",
+            Self::Smoothing => "smoothing",
         }
     }
 
@@ -75,7 +83,13 @@ impl MapMethod {
             Self::Intrinsic => "4 - patch score",
             Self::Gradient => "|d score / d x|",
             Self::Occlusion => "repair gain",
+            Self::Smoothing => "smoothing gain",
         }
+    }
+
+    /// Whether the map comes from the score's input gradient alone (any criterion has it).
+    pub fn from_gradient(self) -> bool {
+        matches!(self, Self::Gradient | Self::Smoothing)
     }
 }
 
@@ -83,7 +97,9 @@ impl std::str::FromStr for MapMethod {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            Error::InvalidInput(format!("map method {s:?}: expected intrinsic, gradient or occlusion"))
+            Error::InvalidInput(format!(
+                "map method {s:?}: expected intrinsic, gradient, occlusion or smoothing"
+            ))
         })
     }
 }
@@ -94,10 +110,23 @@ pub fn gradient_sigma(h: i64, w: i64) -> f64 {
     ((h + w) as f64 / 128.0).min(50.0)
 }
 
-/// [`MapMethod::Gradient`] of any criterion: the Gaussian-smoothed |vector-Jacobian product with ones|.
-pub fn gradient_map<C: QualityCriterion + ?Sized>(criterion: &C, images: &Tensor) -> Result<Tensor> {
+/// The two Gaussians of [`MapMethod::Smoothing`]: the detail `x - G_s x` and the window `w` of the
+/// gain, (s, w) = (1/4, 3) [`gradient_sigma`] pixels ((1, 12) for 256 x 256), s at least half a
+/// pixel (a narrower Gaussian leaves no detail), w at most 50.
+pub fn smoothing_sigmas(h: i64, w: i64) -> (f64, f64) {
+    let s = gradient_sigma(h, w);
+    ((s / 4.0).max(0.5), (3.0 * s).min(50.0))
+}
+
+/// A map from the score's input gradient ([`MapMethod::from_gradient`]) of any criterion, from the
+/// vector-Jacobian product with ones.
+pub fn gradient_map<C: QualityCriterion + ?Sized>(
+    criterion: &C,
+    images: &Tensor,
+    method: MapMethod,
+) -> Result<Tensor> {
     Preprocess::check(images)?;
-    smoothed_magnitude(criterion.score_and_grad(images, None)?)
+    map_of_gradient(method, images, criterion.score_and_grad(images, None)?)
 }
 
 /// [`gradient_map`] of images each conditioned on its own anatomy
@@ -106,19 +135,35 @@ pub fn gradient_map_anatomies<C: QualityCriterion + ?Sized>(
     criterion: &C,
     images: &Tensor,
     anatomies: &[Option<String>],
+    method: MapMethod,
 ) -> Result<Tensor> {
     Preprocess::check(images)?;
-    smoothed_magnitude(score_and_grad_of(images, None, |x| criterion.score_anatomies(x, anatomies))?)
+    let scores_and_grad = score_and_grad_of(images, None, |x| criterion.score_anatomies(x, anatomies))?;
+    map_of_gradient(method, images, scores_and_grad)
 }
 
-/// The gradient map of (scores, gradient): |gradient| as (N, H, W) in the scores' dtype, smoothed by
-/// a Gaussian of [`gradient_sigma`].
-fn smoothed_magnitude((scores, grad): (Tensor, Tensor)) -> Result<Tensor> {
+/// The map of (scores, gradient) of `images`, (N, H, W) in the scores' dtype: the gradient's magnitude
+/// smoothed by [`gradient_sigma`], or the smoothing gain ([`MapMethod::Smoothing`]).
+fn map_of_gradient(method: MapMethod, images: &Tensor, (scores, grad): (Tensor, Tensor)) -> Result<Tensor> {
     let size = grad.size();
     let (n, h, w) = (size[0], size[size.len() - 2], size[size.len() - 1]);
     tch::no_grad(|| {
-        let magnitude = grad.f_abs()?.f_to_kind(scores.kind())?.f_reshape([n, 1, h, w])?;
-        Ok(filters::gaussian(&magnitude, gradient_sigma(h, w))?.f_reshape([n, h, w])?)
+        let g = grad.f_to_kind(scores.kind())?.f_reshape([n, 1, h, w])?;
+        let map = match method {
+            MapMethod::Smoothing => {
+                let (s, window) = smoothing_sigmas(h, w);
+                let x = images
+                    .f_detach()?
+                    .f_to_device(g.device())?
+                    .f_to_kind(g.kind())?
+                    .f_reshape([n, 1, h, w])?;
+                let detail = x.f_sub(&filters::gaussian(&x, s)?)?; // x - G_s x
+                filters::gaussian(&g.f_mul(&detail)?.f_neg()?, window)?
+            }
+            MapMethod::Gradient => filters::gaussian(&g.f_abs()?, gradient_sigma(h, w))?,
+            other => return Err(Error::InvalidInput(format!("{} is not a gradient map", other.name()))),
+        };
+        Ok(map.f_reshape([n, h, w])?)
     })
 }
 
@@ -153,20 +198,18 @@ pub trait QualityCriterion {
     }
 
     /// A quality map of each image, (N, H, W), high where quality is lost (see [`MapMethod`]). The
-    /// default computes [`MapMethod::Gradient`] and refuses [`MapMethod::Intrinsic`], which needs the
-    /// model's patch tokens.
+    /// default computes the maps of the score's gradient ([`MapMethod::from_gradient`]) and refuses
+    /// [`MapMethod::Intrinsic`] and [`MapMethod::Occlusion`], which need the model's patch tokens.
     fn quality_map(&self, images: &Tensor, method: MapMethod) -> Result<Tensor> {
-        match method {
-            MapMethod::Gradient => gradient_map(self, images),
-            MapMethod::Intrinsic | MapMethod::Occlusion => {
-                Err(Error::Unsupported(format!("{}: no {} quality map", self.info().name, method.name())))
-            }
+        if method.from_gradient() {
+            return gradient_map(self, images, method);
         }
+        Err(Error::Unsupported(format!("{}: no {} quality map", self.info().name, method.name())))
     }
 
     /// [`Self::quality_map`] of images each conditioned on its own anatomy, as
     /// [`Self::score_anatomies`] takes them. The default: [`Self::quality_map`] when no image names an
-    /// anatomy, the gradient map of [`Self::score_anatomies`] otherwise, other methods refused.
+    /// anatomy, the gradient maps of [`Self::score_anatomies`] otherwise, other methods refused.
     fn quality_map_anatomies(
         &self,
         images: &Tensor,
@@ -175,7 +218,7 @@ pub trait QualityCriterion {
     ) -> Result<Tensor> {
         match (anatomies.iter().flatten().next(), method) {
             (None, _) => self.quality_map(images, method),
-            (Some(_), MapMethod::Gradient) => gradient_map_anatomies(self, images, anatomies),
+            (Some(_), m) if m.from_gradient() => gradient_map_anatomies(self, images, anatomies, m),
             (Some(a), _) => Err(Error::Unsupported(format!(
                 "{}: no {} quality map conditioned on an anatomy (got {a:?})",
                 self.info().name,
@@ -250,7 +293,7 @@ impl QualityCriterion for QualityModel {
         match method {
             MapMethod::Intrinsic => self.intrinsic_map(images, None),
             MapMethod::Occlusion => self.occlusion_map(images, None),
-            MapMethod::Gradient => gradient_map(self, images),
+            MapMethod::Gradient | MapMethod::Smoothing => gradient_map(self, images, method),
         }
     }
 
@@ -263,7 +306,9 @@ impl QualityCriterion for QualityModel {
         match method {
             MapMethod::Intrinsic => self.intrinsic_map(images, Some(anatomies)),
             MapMethod::Occlusion => self.occlusion_map(images, Some(anatomies)),
-            MapMethod::Gradient => gradient_map_anatomies(self, images, anatomies),
+            MapMethod::Gradient | MapMethod::Smoothing => {
+                gradient_map_anatomies(self, images, anatomies, method)
+            }
         }
     }
 

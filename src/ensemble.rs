@@ -77,10 +77,11 @@ impl QualityCriterion for Ensemble {
         self.member_mean(|m| m.score_anatomies(images, anatomies))
     }
 
-    /// Intrinsic and occlusion: the mean of the members' maps; gradient: that of the mean score.
+    /// Intrinsic and occlusion: the mean of the members' maps; gradient and smoothing: those of the
+    /// mean score.
     fn quality_map(&self, images: &Tensor, method: MapMethod) -> Result<Tensor> {
-        if method == MapMethod::Gradient {
-            return gradient_map(self, images);
+        if method.from_gradient() {
+            return gradient_map(self, images, method);
         }
         self.member_mean(|m| m.quality_map(images, method))
     }
@@ -92,8 +93,8 @@ impl QualityCriterion for Ensemble {
         method: MapMethod,
         anatomies: &[Option<String>],
     ) -> Result<Tensor> {
-        if method == MapMethod::Gradient {
-            return gradient_map_anatomies(self, images, anatomies);
+        if method.from_gradient() {
+            return gradient_map_anatomies(self, images, anatomies, method);
         }
         self.member_mean(|m| m.quality_map_anatomies(images, method, anatomies))
     }

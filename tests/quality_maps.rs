@@ -1,12 +1,13 @@
-//! Quality maps: the intrinsic map's exact relation to the slice score, the gradient map against the
-//! score's backward pass, localisation of a degraded quadrant by `models/default`, and errors.
+//! Quality maps: the intrinsic map's exact relation to the slice score, the gradient and smoothing maps
+//! against the score's backward pass (the smoothing gain against finite differences, and its sign on
+//! toy criteria), localisation of a degraded quadrant by `models/default`, and errors.
 mod common;
 
 use common::{fixture, max_abs_diff};
-use ldctq::criterion::{gradient_sigma, MapMethod, QualityCriterion};
+use ldctq::criterion::{gradient_sigma, smoothing_sigmas, CriterionInfo, MapMethod, QualityCriterion};
 use ldctq::heads::{pool, pool_per_patch, LocalMode};
 use ldctq::model::QualityModel;
-use ldctq::{filters, phantom, Placement, Window};
+use ldctq::{filters, phantom, Placement, Space, Window};
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
@@ -162,6 +163,72 @@ fn gradient_map_is_the_smoothed_magnitude_of_the_score_gradient() {
     // Same maps from (N, H, W) images and from f32 images (to f32 rounding).
     let map3 = model.quality_map(&images.squeeze_dim(1), MapMethod::Gradient).unwrap();
     assert_eq!(max_abs_diff(&map, &map3), 0.0);
+}
+
+/// The smoothing map is `G_w * (-g . (x - G_s x))` with g the score's gradient, and its density sums
+/// to the score's directional derivative along smoothing: `(s(x - e d) - s(x + e d)) / 2e` with
+/// `d = x - G_s x` (f64, central differences).
+#[test]
+fn smoothing_map_is_the_first_order_gain_of_smoothing() {
+    let model = load(fixture("quality/a_unit_seq"), Kind::Double);
+    tch::manual_seed(8);
+    let images = Tensor::rand([2, 1, 24, 20], (Kind::Double, Device::Cpu));
+    let map = model.quality_map(&images, MapMethod::Smoothing).unwrap();
+    assert_eq!(map.size(), [2, 24, 20]);
+    let (s, w) = smoothing_sigmas(24, 20);
+    assert_eq!((s, w), (0.5, 3.0 * gradient_sigma(24, 20))); // a quarter of gradient_sigma is under 0.5
+    assert_eq!(smoothing_sigmas(256, 256), (1.0, 12.0));
+    let (_, grad) = model.score_and_grad(&images, None).unwrap();
+    let detail = &images - filters::gaussian(&images, s).unwrap();
+    let density = -(&grad * &detail);
+    let want = filters::gaussian(&density, w).unwrap().squeeze_dim(1);
+    assert_eq!(max_abs_diff(&map, &want), 0.0);
+    let e = 1e-4;
+    let score = |x: Tensor| model.score(&x).unwrap();
+    let fd = (score(&images - &detail * e) - score(&images + &detail * e)) / (2.0 * e);
+    let total = density.sum_dim_intlist(&[1i64, 2, 3][..], false, Kind::Double);
+    println!("finite differences {fd:?}, density totals {total:?}");
+    let rel = max_abs_diff(&fd, &total) / total.abs().max().double_value(&[]);
+    assert!(rel < 1e-6, "density total vs finite differences: relative {rel:e}");
+    let map3 = model.quality_map(&images.squeeze_dim(1), MapMethod::Smoothing).unwrap();
+    assert_eq!(max_abs_diff(&map, &map3), 0.0);
+}
+
+/// Toy criteria of the mean squared high-pass energy `E = mean((x - G_1 x)^2)`: one penalises it
+/// (score `4 sigmoid(-k E)`: noise is quality loss), one rewards it.
+struct Detail(f64);
+
+impl QualityCriterion for Detail {
+    fn info(&self) -> CriterionInfo {
+        CriterionInfo {
+            name: "detail toy".into(),
+            higher_is_better: true,
+            score_range: (0.0, 4.0),
+            input: Space::Unit,
+            window: Window::LDCTIQA,
+            image_size: 0,
+            anatomies: Vec::new(),
+        }
+    }
+
+    fn score(&self, images: &Tensor) -> ldctq::Result<Tensor> {
+        let (n, h, w) = (images.size()[0], images.size()[images.dim() - 2], images.size()[images.dim() - 1]);
+        let x = images.to_kind(Kind::Float).reshape([n, 1, h, w]);
+        let energy =
+            (&x - filters::gaussian(&x, 1.0)?).square().mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
+        Ok((energy * self.0).sigmoid() * 4.0)
+    }
+}
+
+/// Noise in one quadrant: the smoothing map of a criterion that penalises noise peaks in that
+/// quadrant (smoothing there gains most), that of one rewarding detail has its minimum there.
+#[test]
+fn smoothing_map_peaks_where_smoothing_gains_and_dips_where_it_costs() {
+    let images = noisy_quadrants(0.1);
+    let penalises = Detail(-2000.0).quality_map(&images, MapMethod::Smoothing).unwrap();
+    assert_eq!(peak_quadrants(&penalises), [0, 1, 2, 3]);
+    let rewards = Detail(2000.0).quality_map(&images, MapMethod::Smoothing).unwrap();
+    assert_eq!(peak_quadrants(&-rewards), [0, 1, 2, 3]);
 }
 
 /// Clean phantoms with white noise of `level` (in [0, 1] units) added to quadrant q of image q.

@@ -31,7 +31,7 @@ use tch::{Device, Kind};
 pub const LDCTQ_ABI_VERSION_MAJOR: u32 = 1;
 /// Minor version of the C ABI: grows when functions, struct fields (at the end) or status codes are
 /// added.
-pub const LDCTQ_ABI_VERSION_MINOR: u32 = 2;
+pub const LDCTQ_ABI_VERSION_MINOR: u32 = 3;
 
 /// `ldctq_version_string()`, e.g. "ldctq 0.1.0 (C ABI 1.1; tch 0.24.0; libtorch 2.11.0+cu130)":
 /// assembled at compile time from the package version, the ABI constants above, and the tch and
@@ -136,6 +136,11 @@ pub enum ldctq_map_method {
     /// Occlusion (ABI 1.2): the score gained if the 3 x 3 patch tokens around each patch were
     /// replaced by the mean of the ring around them, upsampled bilinearly; in score units.
     Occlusion = 2,
+    /// Smoothing gain (ABI 1.3): the first-order score gained by smoothing each neighbourhood,
+    /// G_w * (-(d score / d image) . (image - G_s image)), s = (h + w) / 512 (at least 0.5) and
+    /// w = 3 (h + w) / 128 pixels; high at residual noise and streaks, negative where smoothing costs
+    /// score.
+    Smoothing = 3,
 }
 
 /// Options of `ldctq_model_open`. Fill with `ldctq_model_options_init`, then change fields.

@@ -140,9 +140,10 @@ unsafe fn quality_map(
         m if m == ldctq_map_method::Intrinsic as i32 => MapMethod::Intrinsic,
         m if m == ldctq_map_method::Gradient as i32 => MapMethod::Gradient,
         m if m == ldctq_map_method::Occlusion as i32 => MapMethod::Occlusion,
+        m if m == ldctq_map_method::Smoothing as i32 => MapMethod::Smoothing,
         m => {
             return Err(FfiError::invalid(format!(
-                "map method {m} (expected 0 intrinsic, 1 gradient or 2 occlusion)"
+                "map method {m} (expected 0 intrinsic, 1 gradient, 2 occlusion or 3 smoothing)"
             )))
         }
     };

@@ -158,8 +158,9 @@ class QualityModel:
     def quality_map(self, images: torch.Tensor, method: str = "intrinsic") -> torch.Tensor:
         """Quality maps ``(N, H, W)`` of ``images`` (as :meth:`score` takes them), high where quality
         is lost: ``"intrinsic"`` (4 - the patch scores, upsampled bilinearly), ``"gradient"`` (the
-        smoothed magnitude of d score / d image) or ``"occlusion"`` (the score gained if the 3 x 3
-        patches around each patch looked like their surroundings). As ``ldctq map`` writes them; not differentiable."""
+        smoothed magnitude of d score / d image), ``"occlusion"`` (the score gained if the 3 x 3
+        patches around each patch looked like their surroundings) or ``"smoothing"`` (the first-order
+        score gained by smoothing each neighbourhood). As ``ldctq map`` writes them; not differentiable."""
         _check_tensor(images)
         return self._model.quality_map(images.detach(), method)
 

@@ -162,8 +162,9 @@ impl Model {
     }
 
     /// Quality maps (N, H, W) of the images, high where quality is lost: `method` "intrinsic" (4 - the
-    /// patch scores, upsampled), "gradient" (smoothed |d score / d image|) or "occlusion" (the score
-    /// gained if the 3 x 3 patches around each patch looked like their surroundings); docs/quality-maps.md.
+    /// patch scores, upsampled), "gradient" (smoothed |d score / d image|), "occlusion" (the score
+    /// gained if the 3 x 3 patches around each patch looked like their surroundings) or "smoothing"
+    /// (the first-order score gained by smoothing each neighbourhood); docs/quality-maps.md.
     fn quality_map(&self, py: Python<'_>, images: PyTensor, method: &str) -> PyResult<PyTensor> {
         let method: MapMethod = method.parse().map_err(Error)?;
         let images = images.0;

@@ -196,7 +196,7 @@ def test_quality_maps_equal_the_cli(tmp_path):
     run_ldctq("map", "--model", UNIT_MODEL, "--out", tmp_path / "maps", "--method", "all", *paths)
     for p in paths:
         image = q.read(p)
-        for method in ["intrinsic", "gradient", "occlusion"]:
+        for method in ["intrinsic", "gradient", "occlusion", "smoothing"]:
             got = q.quality_map(image, method)
             assert got.shape == (1, 30, 30) and got.dtype == torch.float32
             want = torch.from_numpy(np.load(tmp_path / "maps" / f"{p.stem}.{method}.npy"))

@@ -18,7 +18,7 @@ pub struct Args {
     out: PathBuf,
     /// intrinsic (4 - each patch's score, upsampled), gradient (smoothed |d score / d image|),
     /// occlusion (the score gained by replacing the 3 x 3 patches around each patch by their
-    /// surroundings) or all.
+    /// surroundings), smoothing (the first-order score gained by smoothing each neighbourhood) or all.
     #[arg(long, default_value = "all")]
     method: String,
     #[command(flatten)]

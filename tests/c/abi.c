@@ -652,17 +652,19 @@ static void quality_maps_host_dlpack_and_bad_input(const char* scratch) {
     float* viewed = malloc(K * sizeof *viewed);
     double* viewed64 = malloc(K * sizeof *viewed64);
     int64_t shape[3] = {N, H, W}, shape4[4] = {N, 1, H, W};
-    const char* names[3] = {"intrinsic", "gradient", "occlusion"};
+    const char* names[4] = {"intrinsic", "gradient", "occlusion", "smoothing"};
     char path[4096];
-    for (int32_t method = LDCTQ_MAP_METHOD_INTRINSIC; method <= LDCTQ_MAP_METHOD_OCCLUSION; method++) {
+    for (int32_t method = LDCTQ_MAP_METHOD_INTRINSIC; method <= LDCTQ_MAP_METHOD_SMOOTHING; method++) {
         expect(ldctq_quality_map(h, x, N, H, W, method, maps), LDCTQ_STATUS_OK, names[method]);
         double lo = 1e30, hi = -1e30;
         for (size_t i = 0; i < K; i++) {
             lo = maps[i] < lo ? maps[i] : lo;
             hi = maps[i] > hi ? maps[i] : hi;
         }
-        /* intrinsic in [0, 4], gradient >= 0, occlusion a score difference in [-4, 4] */
-        int in_range = method == LDCTQ_MAP_METHOD_OCCLUSION ? lo >= -4.0 && hi <= 4.0
+        /* intrinsic in [0, 4], gradient >= 0, occlusion a score difference in [-4, 4], smoothing finite
+         * of either sign */
+        int in_range = method == LDCTQ_MAP_METHOD_SMOOTHING ? isfinite(lo) && isfinite(hi)
+                       : method == LDCTQ_MAP_METHOD_OCCLUSION ? lo >= -4.0 && hi <= 4.0
                        : lo >= 0.0 && (method == LDCTQ_MAP_METHOD_GRADIENT || hi <= 4.0);
         check(in_range && hi > lo, "%s map range %g..%g", names[method], lo, hi);
         DLTensor images = dl(x, 3, shape, NULL, kDLFloat, 32);
