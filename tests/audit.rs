@@ -29,15 +29,7 @@ enum Toy {
 
 impl QualityCriterion for Toy {
     fn info(&self) -> CriterionInfo {
-        CriterionInfo {
-            name: "toy".into(),
-            higher_is_better: true,
-            score_range: (0.0, 4.0),
-            input: Space::Unit,
-            window: Window::LDCTIQA,
-            image_size: 0,
-            anatomies: Vec::new(),
-        }
+        common::toy_info("toy")
     }
 
     fn score(&self, images: &Tensor) -> ldctq::Result<Tensor> {

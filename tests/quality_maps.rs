@@ -7,7 +7,7 @@ use common::{fixture, max_abs_diff};
 use ldctq::criterion::{gradient_sigma, smoothing_sigmas, CriterionInfo, MapMethod, QualityCriterion};
 use ldctq::heads::{pool, pool_per_patch, LocalMode};
 use ldctq::model::QualityModel;
-use ldctq::{filters, phantom, Placement, Space, Window};
+use ldctq::{filters, phantom, Placement, Window};
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
@@ -200,15 +200,7 @@ struct Detail(f64);
 
 impl QualityCriterion for Detail {
     fn info(&self) -> CriterionInfo {
-        CriterionInfo {
-            name: "detail toy".into(),
-            higher_is_better: true,
-            score_range: (0.0, 4.0),
-            input: Space::Unit,
-            window: Window::LDCTIQA,
-            image_size: 0,
-            anatomies: Vec::new(),
-        }
+        common::toy_info("detail toy")
     }
 
     fn score(&self, images: &Tensor) -> ldctq::Result<Tensor> {

@@ -4,6 +4,20 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
 
+/// What a toy criterion of the tests says of itself: scores in [0, 4], higher better, on [0, 1] images
+/// in the LDCTIQA window, any size, no anatomies.
+pub fn toy_info(name: &str) -> ldctq::criterion::CriterionInfo {
+    ldctq::criterion::CriterionInfo {
+        name: name.into(),
+        higher_is_better: true,
+        score_range: (0.0, 4.0),
+        input: ldctq::Space::Unit,
+        window: ldctq::Window::LDCTIQA,
+        image_size: 0,
+        anatomies: Vec::new(),
+    }
+}
+
 /// `tests/fixtures/<rel>`.
 pub fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
