@@ -57,9 +57,9 @@ pub enum MapMethod {
     /// score units.
     Occlusion,
     /// Smoothing gain (gradient x input): the first-order score gained by smoothing each
-    /// neighbourhood, `G_w * (-(d score / d x) . (x - G_s x))` with `s` a quarter of
-    /// [`gradient_sigma`] (1 px at 256 x 256, at least 0.5) and `w` three times it (12 px), elementwise product
-    /// ([`smoothing_sigmas`]). High where the model's gradient asks to remove detail: residual noise
+    /// neighbourhood, `G_w * (-(d score / d x) . (x - G_s x))` (elementwise product) with `s` a
+    /// quarter of [`gradient_sigma`] (1 px at 256 x 256, at least 0.5) and `w` three times it (12 px;
+    /// [`smoothing_sigmas`]). High where the model's gradient asks to remove detail: residual noise
     /// and streaks; negative where smoothing would cost score. Score units per pixel.
     Smoothing,
 }

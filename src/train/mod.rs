@@ -589,25 +589,22 @@ impl Trainer<'_> {
                             .iter()
                             .map(|&k| chunk[k as usize])
                             .collect();
-                        let anatomies = self.cache.anatomies_of(&of);
-                        let align_copies = match &refs {
-                            Some(r) if c.grad_align_copies > 0.0 => Some(r.f_index_select(0, &which)?),
-                            _ => None,
-                        };
-                        let pred_worse = match &align_copies {
-                            Some(copy_refs) => {
-                                // g = d score / d copy, in the graph; turned towards the reference.
+                        let copy_anatomies = self.cache.anatomies_of(&of);
+                        let pred_worse = match refs.as_ref().filter(|_| c.grad_align_copies > 0.0) {
+                            Some(refs) => {
+                                // g = d score / d copy, kept in the graph, turned towards the copy's
+                                // reference (its image's).
                                 let worse = worse.f_detach()?.set_requires_grad(true);
                                 let pred = crate::runtime::with_second_order(|| {
-                                    forward(&model, &worse, &anatomies, Some(&mut rng))
+                                    forward(&model, &worse, &copy_anatomies, Some(&mut rng))
                                 })?;
                                 let total = pred.f_sum(Kind::Float)?;
                                 let g = Tensor::f_run_backward(&[&total], &[&worse], true, true)?.remove(0);
-                                let towards = copy_refs.f_sub(&worse.f_detach()?)?;
+                                let towards = refs.f_index_select(0, &which)?.f_sub(&worse.f_detach()?)?;
                                 loss += alignment_loss(&g, &towards) * c.grad_align_copies;
                                 pred
                             }
-                            None => forward(&model, &worse, &anatomies, Some(&mut rng))?,
+                            None => forward(&model, &worse, &copy_anatomies, Some(&mut rng))?,
                         };
                         // softplus(-(s_x - s_worse) / tau): RankNet on "x is better".
                         let margin = pred.f_index_select(0, &which)?.f_sub(&pred_worse)?;
