@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-METHODS = ["intrinsic", "gradient", "occlusion"]
+METHODS = ["intrinsic", "gradient", "occlusion", "smoothing"]
 
 
 def main():
